@@ -1,0 +1,5 @@
+import sys
+
+from autotuner.cli.main import main
+
+sys.exit(main())
