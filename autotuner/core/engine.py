@@ -1,0 +1,551 @@
+"""The decision engine: pure functions from (time, readings, knob values, state) to decisions.
+
+No clock, no I/O. The daemon, the simulator and rule tests all call it through `tick`:
+1. `knobs_to_read` says which knob values the tick must read for these metric answers;
+2. `evaluate` runs every rule target's state machine and the policies, and returns decisions
+   with their reasons and the new state;
+3. `record_outcomes` folds what actually happened (applied, dry run, failed) into the state,
+   so cooldowns and rate limits count only real changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from autotuner.core import policies
+from autotuner.core.model import (
+    Decision,
+    Direction,
+    Evaluation,
+    KnobReading,
+    KnobRef,
+    KnobUnreadable,
+    Labels,
+    MetricAnswer,
+    NoData,
+    Outcome,
+    OutcomeStatus,
+    Phase,
+    PolicyStep,
+    Series,
+    Verdict,
+    format_labels,
+    usable,
+)
+from autotuner.core.rules import Budget, Rule, RuleSet, TemplateError
+from autotuner.core.state import INITIAL_TARGET, EngineState, KnobState, TargetKey, TargetState
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    decisions: tuple[Decision, ...]
+    evaluations: tuple[Evaluation, ...]
+    state: EngineState
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    """A firing target's wish for its knob, after the per-rule policies."""
+
+    rule: Rule
+    labels: Labels
+    knob: KnobRef
+    value: float  # the metric value
+    current: float
+    proposed: float
+    bounded: float  # after bounds: what is recorded for stabilization windows
+    after_rule: float
+    steps: tuple[PolicyStep, ...]
+    from_default: bool
+
+    @property
+    def order(self) -> tuple[float, str, Labels]:
+        # The proposal asking for more capacity first; ties broken by rule name, then labels.
+        return (-self.after_rule, self.rule.name, self.labels)
+
+
+def _answer(answers: Mapping[str, MetricAnswer], metric: str) -> MetricAnswer:
+    return answers.get(metric) or NoData(f"metric {metric!r} was not fetched")
+
+
+def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> frozenset[KnobRef]:
+    """Every knob whose current value `evaluate` may need for these answers."""
+    knobs: set[KnobRef] = set()
+    for rule in ruleset.active_rules:
+        answer = _answer(answers, rule.metric)
+        if not isinstance(answer, Series):
+            continue
+        template = rule.action.knob
+        if template.is_static:
+            knobs.add(template.render({}))
+            continue
+        for sample in answer.samples:
+            try:
+                knobs.add(template.render(dict(sample.labels)))
+            except TemplateError:
+                continue
+    for budget in ruleset.budgets:
+        knobs.update(budget.knobs)
+    return frozenset(knobs)
+
+
+def _describe(rule: Rule, value: float | None) -> str:
+    shown = "no data" if value is None else policies.fmt(value)
+    sign = ">" if rule.condition.comparison.value == "above" else "<"
+    return f"{rule.metric} {shown} {sign} {policies.fmt(rule.condition.threshold)}"
+
+
+class _Evaluator:
+    """One tick's work; the public entry point is `evaluate`."""
+
+    def __init__(
+        self,
+        now: float,
+        ruleset: RuleSet,
+        readings: Mapping[KnobRef, KnobReading],
+        state: EngineState,
+        dry_run: bool,
+    ) -> None:
+        self.now = now
+        self.ruleset = ruleset
+        self.readings = readings
+        self.state = state
+        self.dry_run = dry_run
+        self.targets: dict[TargetKey, TargetState] = {}
+        self.evaluations: list[Evaluation] = []
+        self.decisions: list[Decision] = []
+        self.proposals: dict[KnobRef, list[_Proposal]] = defaultdict(list)
+        self.starved_knobs: dict[KnobRef, str] = {}  # knob -> a rule whose input is missing
+        self.windowed_knobs: set[KnobRef] = set()
+        self.rules_by_name = {rule.name: rule for rule in ruleset.rules}
+
+    # -- per target -------------------------------------------------------------------------
+
+    def run_rule(self, rule: Rule, answer: MetricAnswer, known: Sequence[TargetKey]) -> None:
+        seen: set[Labels] = set()
+        if isinstance(answer, Series):
+            for sample in answer.samples:
+                labels = sample.labels
+                if labels in seen:
+                    self.no_data(rule, labels, f"duplicate series {format_labels(labels)}")
+                    continue
+                seen.add(labels)
+                if not usable(sample.value):
+                    self.no_data(rule, labels, f"the value is {sample.value}")
+                elif self.now - sample.timestamp > self.ruleset.max_sample_age:
+                    age = policies.fmt(round(self.now - sample.timestamp, 3))
+                    self.no_data(rule, labels, f"the sample is stale ({age}s old)")
+                else:
+                    self.observe(rule, labels, sample.value)
+            # A series gone from an answer that has others resolves, as in Prometheus.
+            for _, labels in known:
+                if labels not in seen:
+                    self.no_data(rule, labels, "the series is absent from the answer", resolve=True)
+            return
+        if not known:
+            self.evaluations.append(Evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason))
+        for _, labels in known:
+            self.no_data(rule, labels, answer.reason)
+
+    def keep(self, key: TargetKey, target: TargetState) -> None:
+        """Keep a target's state only while it carries something worth remembering."""
+        in_cooldown = (
+            target.last_action is not None
+            and self.now - target.last_action < self.rules_by_name[key[0]].cooldown
+        )
+        if target.phase is not Phase.INACTIVE or in_cooldown:
+            self.targets[key] = target
+
+    def no_data(self, rule: Rule, labels: Labels, reason: str, resolve: bool = False) -> None:
+        """Missing data never acts and never counts toward `for:`.
+
+        A pending target starts over. A firing target holds through an outage of its metric,
+        but resolves (after keep_firing_for) when its own series is gone from the answer.
+        """
+        key = (rule.name, labels)
+        previous = self.state.targets.get(key, INITIAL_TARGET)
+        knob = self.knob_of(rule, labels, previous)
+        kept = (
+            previous.last_true is not None and self.now - previous.last_true < rule.keep_firing_for
+        )
+        if previous.phase is Phase.PENDING or (
+            previous.phase is Phase.FIRING and resolve and not kept
+        ):
+            previous = replace(previous, phase=Phase.INACTIVE, active_since=None)
+        self.keep(key, previous)
+        self.evaluations.append(Evaluation(rule.name, labels, previous.phase, None, reason, knob))
+        if knob is None:
+            return
+        self.starved_knobs.setdefault(knob, rule.name)
+        if previous.phase is Phase.FIRING:
+            self.decisions.append(
+                self.decision(
+                    rule,
+                    labels,
+                    knob,
+                    Verdict.BLOCKED,
+                    None,
+                    None,
+                    None,
+                    None,
+                    (),
+                    f"no data: {reason}; nothing is done on missing data",
+                )
+            )
+
+    def knob_of(self, rule: Rule, labels: Labels, previous: TargetState) -> KnobRef | None:
+        try:
+            return rule.action.knob.render(dict(labels))
+        except TemplateError:
+            return KnobRef.parse(previous.knob) if previous.knob else None
+
+    def observe(self, rule: Rule, labels: Labels, value: float) -> None:
+        key = (rule.name, labels)
+        previous = self.state.targets.get(key, INITIAL_TARGET)
+        try:
+            knob = rule.action.knob.render(dict(labels))
+        except TemplateError as error:
+            self.keep(key, previous)
+            self.evaluations.append(
+                Evaluation(
+                    rule.name, labels, previous.phase, value, f"cannot name the knob: {error}"
+                )
+            )
+            return
+        if rule.action.stabilization_window > 0:
+            self.windowed_knobs.add(knob)
+        target, acting = self.step(rule, previous, value)
+        if target.knob != knob.id:
+            target = replace(target, knob=knob.id)
+        self.keep(key, target)
+        self.evaluations.append(Evaluation(rule.name, labels, target.phase, value, None, knob))
+        if acting:
+            self.propose(rule, labels, knob, value, target)
+
+    def step(self, rule: Rule, previous: TargetState, value: float) -> tuple[TargetState, bool]:
+        """The Prometheus alert state machine, with hysteresis and keep_firing_for."""
+        condition = rule.condition
+        was_firing = previous.phase is Phase.FIRING
+        holds = condition.holds(value) if was_firing else condition.starts(value)
+        now = self.now
+        if holds:
+            since = previous.active_since if previous.phase is not Phase.INACTIVE else now
+            since = now if since is None else since
+            firing = was_firing or now - since >= rule.for_
+            phase = Phase.FIRING if firing else Phase.PENDING
+            return replace(previous, phase=phase, active_since=since, last_true=now), firing
+        if (
+            was_firing
+            and previous.last_true is not None
+            and now - previous.last_true < rule.keep_firing_for
+        ):
+            # Kept firing, so a relapse acts without a new `for:`; but it does not act now.
+            return previous, False
+        return replace(previous, phase=Phase.INACTIVE, active_since=None), False
+
+    def propose(
+        self, rule: Rule, labels: Labels, knob: KnobRef, value: float, target: TargetState
+    ) -> None:
+        action = rule.action
+        reading = self.readings.get(knob) or KnobUnreadable("its current value was not read")
+        from_default = False
+        if isinstance(reading, KnobUnreadable):
+            if reading.missing and action.default is not None:
+                current, from_default = action.default, True
+            else:
+                self.decisions.append(
+                    self.decision(
+                        rule,
+                        labels,
+                        knob,
+                        Verdict.BLOCKED,
+                        value,
+                        None,
+                        None,
+                        None,
+                        (),
+                        f"cannot act on {knob.id}: {reading.reason}",
+                    )
+                )
+                return
+        else:
+            current = reading.value
+        proposed = action.change.propose(current, value, action.integer)
+        direction = action.change.direction or (
+            Direction.UP if proposed > current else Direction.DOWN
+        )
+        steps = [policies.bounds(action, current, proposed, direction)]
+        bounded = steps[0].after
+        knob_state = self.state.knobs.get(knob.id)
+        optional = (
+            policies.rate_limit(
+                action,
+                current,
+                bounded,
+                direction,
+                knob_state.changes if knob_state else (),
+                self.now,
+            ),
+        )
+        steps.extend(step for step in optional if step is not None)
+        stabilized = policies.stabilize(
+            action,
+            current,
+            steps[-1].after,
+            direction,
+            knob_state.recommendations if knob_state else (),
+            self.now,
+        )
+        if stabilized is not None:
+            steps.append(stabilized)
+        cooled = policies.cooldown(
+            rule.cooldown, target.last_action, current, steps[-1].after, self.now
+        )
+        if cooled is not None:
+            steps.append(cooled)
+        self.proposals[knob].append(
+            _Proposal(
+                rule,
+                labels,
+                knob,
+                value,
+                current,
+                proposed,
+                bounded,
+                steps[-1].after,
+                tuple(steps),
+                from_default,
+            )
+        )
+
+    # -- per knob ---------------------------------------------------------------------------
+
+    def resolve(self) -> dict[KnobRef, float]:
+        """Pick one change per knob, apply the missing-data guard and budgets.
+
+        Returns each knob's recommendation for this tick (for stabilization windows).
+        """
+        planned: dict[KnobRef, float] = {}
+        recommendations: dict[KnobRef, float] = {}
+        for knob in sorted(self.proposals):
+            ordered = sorted(self.proposals[knob], key=lambda p: p.order)
+            current = ordered[0].current
+            ups = [p for p in ordered if p.after_rule > p.current]
+            downs = [p for p in ordered if p.after_rule < p.current]
+            winner = ups[0] if ups else downs[0] if downs else None
+            recommendations[knob] = winner.bounded if winner else max(p.bounded for p in ordered)
+            for proposal in ordered:
+                if proposal is not winner:
+                    steps = proposal.steps
+                    if winner is not None and proposal.after_rule != proposal.current:
+                        steps += (
+                            PolicyStep(
+                                "conflict",
+                                proposal.after_rule,
+                                proposal.current,
+                                f"rule {winner.rule.name} asks for {policies.fmt(winner.after_rule)}",
+                            ),
+                        )
+                    self.finish(proposal, steps, proposal.current)
+            if winner is None:
+                continue
+            steps = winner.steps
+            final = winner.after_rule
+            if final < current and knob in self.starved_knobs:
+                steps += (
+                    PolicyStep(
+                        "missing_data",
+                        final,
+                        current,
+                        f"rule {self.starved_knobs[knob]} has no data: never scale down",
+                    ),
+                )
+                final = current
+            for budget in self.ruleset.budgets:
+                if final > current and knob in budget.knobs:
+                    step = self.budget_step(budget, knob, current, final, planned)
+                    steps += (step,)
+                    final = step.after
+            planned[knob] = final
+            self.finish(winner, steps, final)
+        return recommendations
+
+    def budget_step(
+        self,
+        budget: Budget,
+        knob: KnobRef,
+        current: float,
+        value: float,
+        planned: Mapping[KnobRef, float],
+    ) -> PolicyStep:
+        values: dict[KnobRef, float] = {}
+        for member in budget.knobs:
+            if member in planned:
+                values[member] = planned[member]
+                continue
+            reading = self.readings.get(member)
+            if reading is None or isinstance(reading, KnobUnreadable):
+                why = reading.reason if reading else "not read"
+                return PolicyStep(
+                    "budget",
+                    value,
+                    current,
+                    f"budget {budget.name}: cannot read {member.id} ({why})",
+                )
+            values[member] = reading.value
+        headroom = policies.budget_headroom(budget, knob, values)
+        integer_knob = knob.is_workload or float(values[knob]).is_integer()
+        cap = math.floor(headroom + 1e-9) if integer_knob else headroom
+        limited = max(current, min(value, cap))
+        values[knob] = limited
+        usage = policies.budget_usage(budget, values)
+        return PolicyStep(
+            "budget",
+            value,
+            limited,
+            f"budget {budget.name}: {policies.fmt(usage)} of {policies.fmt(budget.limit)} used",
+        )
+
+    def finish(self, proposal: _Proposal, steps: tuple[PolicyStep, ...], final: float) -> None:
+        verdict = Verdict.CHANGE if final != proposal.current else Verdict.HOLD
+        rule = proposal.rule
+        if verdict is Verdict.CHANGE:
+            why = f"{proposal.knob.id} {policies.fmt(proposal.current)} -> {policies.fmt(final)}"
+        else:
+            limiting = [s for s in steps if s.limited]
+            why = f"{proposal.knob.id} stays {policies.fmt(proposal.current)}" + (
+                f": {limiting[-1].policy} ({limiting[-1].note})" if limiting else ""
+            )
+        self.decisions.append(
+            self.decision(
+                rule,
+                proposal.labels,
+                proposal.knob,
+                verdict,
+                proposal.value,
+                proposal.current,
+                proposal.proposed,
+                final,
+                steps,
+                why,
+                proposal.from_default,
+            )
+        )
+
+    def decision(
+        self,
+        rule: Rule,
+        labels: Labels,
+        knob: KnobRef,
+        verdict: Verdict,
+        value: float | None,
+        current: float | None,
+        proposed: float | None,
+        final: float | None,
+        steps: Iterable[PolicyStep],
+        why: str,
+        from_default: bool = False,
+    ) -> Decision:
+        return Decision(
+            time=self.now,
+            rule=rule.name,
+            labels=labels,
+            knob=knob,
+            verdict=verdict,
+            phase=Phase.FIRING,
+            metric=rule.metric,
+            value=value,
+            threshold=rule.condition.threshold,
+            current=current,
+            proposed=proposed,
+            final=final,
+            steps=tuple(steps),
+            reason=f"{_describe(rule, value)}: {why}",
+            dry_run=self.dry_run,
+            from_default=from_default,
+        )
+
+    # -- the new state ----------------------------------------------------------------------
+
+    def knob_states(self, recommendations: Mapping[KnobRef, float]) -> dict[str, KnobState]:
+        horizon_window = max((r.action.stabilization_window for r in self.ruleset.rules), default=0)
+        horizon_rate = max(
+            (p.period for r in self.ruleset.rules for p in r.action.rate_limits), default=0
+        )
+        knobs: dict[str, KnobState] = {}
+        for knob_id, old in self.state.knobs.items():
+            pruned = KnobState(
+                tuple(p for p in old.recommendations if p[0] > self.now - horizon_window),
+                tuple(p for p in old.changes if p[0] > self.now - horizon_rate),
+            )
+            if not pruned.empty:
+                knobs[knob_id] = pruned
+        for knob in self.windowed_knobs:
+            reading = self.readings.get(knob)
+            if knob in recommendations:
+                recommended = recommendations[knob]
+            elif reading is not None and not isinstance(reading, KnobUnreadable):
+                recommended = reading.value
+            else:
+                continue
+            old = knobs.get(knob.id, KnobState())
+            knobs[knob.id] = replace(
+                old, recommendations=(*old.recommendations, (self.now, recommended))
+            )
+        return knobs
+
+
+def evaluate(
+    now: float,
+    ruleset: RuleSet,
+    answers: Mapping[str, MetricAnswer],
+    readings: Mapping[KnobRef, KnobReading],
+    state: EngineState,
+    *,
+    dry_run: bool = False,
+) -> TickResult:
+    """One tick of every enabled rule: decisions with reasons, and the state after them."""
+    evaluator = _Evaluator(now, ruleset, readings, state, dry_run)
+    known: dict[str, list[TargetKey]] = defaultdict(list)
+    for key in state.targets:
+        known[key[0]].append(key)
+    for rule in ruleset.active_rules:
+        evaluator.run_rule(rule, _answer(answers, rule.metric), known.get(rule.name, ()))
+    # A disabled rule keeps only its cooldowns, so that enabling it again cannot act at once.
+    for key, target in state.targets.items():
+        owner = evaluator.rules_by_name.get(key[0])
+        if owner is not None and not owner.enabled and target.last_action is not None:
+            evaluator.keep(key, replace(target, phase=Phase.INACTIVE, active_since=None))
+    recommendations = evaluator.resolve()
+    new_state = EngineState(targets=evaluator.targets, knobs=evaluator.knob_states(recommendations))
+    return TickResult(tuple(evaluator.decisions), tuple(evaluator.evaluations), new_state)
+
+
+def record_outcomes(state: EngineState, results: Iterable[tuple[Decision, Outcome]]) -> EngineState:
+    """Fold what was done into the state: cooldowns start and rate limits count real changes.
+
+    A dry run starts the cooldown as if it had applied, so that a dry run reports what the
+    controller would do, not the same change every tick.
+    """
+    targets = dict(state.targets)
+    knobs = dict(state.knobs)
+    for decision, outcome in results:
+        if decision.verdict is not Verdict.CHANGE:
+            continue
+        if outcome.status not in (OutcomeStatus.APPLIED, OutcomeStatus.DRY_RUN):
+            continue
+        key = (decision.rule, decision.labels)
+        target = targets.get(key, INITIAL_TARGET)
+        targets[key] = replace(target, last_action=decision.time, knob=decision.knob.id)
+        if outcome.status is OutcomeStatus.APPLIED:
+            old = outcome.old if outcome.old is not None else decision.current
+            new = outcome.new if outcome.new is not None else decision.final
+            if old is not None and new is not None:
+                knob_state = knobs.get(decision.knob.id, KnobState())
+                knobs[decision.knob.id] = replace(
+                    knob_state, changes=(*knob_state.changes, (decision.time, new - old))
+                )
+    return EngineState(targets=targets, knobs=knobs)

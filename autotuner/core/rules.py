@@ -1,0 +1,261 @@
+"""Compiled rules: what the loader hands the engine once a rule file has been validated.
+
+Durations are seconds, thresholds plain floats; nothing here knows about YAML.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from autotuner.core.model import Direction, KnobKind, KnobRef, Labels, MetricQuery
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_LABEL_REF = re.compile(r"labels\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A string with `{{ labels.NAME }}` placeholders, filled by plain substitution.
+
+    Nothing in a template is ever evaluated: a placeholder names a label, and its value is
+    copied in as it is.
+    """
+
+    parts: tuple[str, ...]  # literal, label name, literal, label name, ..., literal
+
+    @staticmethod
+    def parse(text: str) -> Template:
+        parts: list[str] = []
+        position = 0
+        for match in _PLACEHOLDER.finditer(text):
+            ref = _LABEL_REF.match(match.group(1))
+            if ref is None:
+                raise TemplateError(
+                    f"placeholder {match.group(0)!r} is not a label reference; "
+                    "write {{ labels.NAME }}"
+                )
+            parts.append(text[position : match.start()])
+            parts.append(ref.group(1))
+            position = match.end()
+        parts.append(text[position:])
+        return Template(tuple(parts))
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.parts[1::2]
+
+    @property
+    def is_static(self) -> bool:
+        return len(self.parts) == 1
+
+    def render(self, labels: Mapping[str, str]) -> str:
+        if self.is_static:
+            return self.parts[0]
+        out = []
+        for index, part in enumerate(self.parts):
+            if index % 2 == 0:
+                out.append(part)
+            elif part in labels:
+                out.append(labels[part])
+            else:
+                raise TemplateError(f"the series has no label {part!r}")
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class KnobTemplate:
+    kind: KnobKind
+    name: Template
+    namespace: Template = Template(("",))
+    field: Template = Template(("",))
+
+    def render(self, labels: Mapping[str, str]) -> KnobRef:
+        return KnobRef(
+            self.kind,
+            self.name.render(labels),
+            self.namespace.render(labels),
+            self.field.render(labels),
+        )
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.name.label_names + self.namespace.label_names + self.field.label_names
+
+    @property
+    def is_static(self) -> bool:
+        return self.name.is_static and self.namespace.is_static and self.field.is_static
+
+
+class Comparison(StrEnum):
+    ABOVE = "above"
+    BELOW = "below"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """`above`/`below` a threshold, with an optional clear threshold for hysteresis.
+
+    A target starts firing when the value crosses `threshold`, and keeps firing until it
+    crosses back over `clear` (which defaults to `threshold`), like a thermostat.
+    """
+
+    comparison: Comparison
+    threshold: float
+    clear: float
+
+    def starts(self, value: float) -> bool:
+        if self.comparison is Comparison.ABOVE:
+            return value > self.threshold
+        return value < self.threshold
+
+    def holds(self, value: float) -> bool:
+        if self.comparison is Comparison.ABOVE:
+            return value > self.clear
+        return value < self.clear
+
+
+class ChangeMode(StrEnum):
+    FACTOR = "factor"  # current x amount
+    STEP = "step"  # current + amount
+    PROPORTIONAL = "proportional"  # current x value / amount, as the HPA computes replicas
+
+
+# The HPA's default tolerance: a ratio within 10% of 1 changes nothing.
+PROPORTIONAL_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    mode: ChangeMode
+    amount: float
+
+    @property
+    def direction(self) -> Direction | None:
+        """The direction this change always moves in; None when the metric decides."""
+        if self.mode is ChangeMode.FACTOR:
+            return Direction.UP if self.amount > 1 else Direction.DOWN
+        if self.mode is ChangeMode.STEP:
+            return Direction.UP if self.amount > 0 else Direction.DOWN
+        return None
+
+    def propose(self, current: float, value: float, integer: bool) -> float:
+        if self.mode is ChangeMode.FACTOR:
+            raw = current * self.amount
+        elif self.mode is ChangeMode.STEP:
+            raw = current + self.amount
+        else:
+            ratio = value / self.amount
+            if abs(ratio - 1.0) <= PROPORTIONAL_TOLERANCE:
+                return current
+            raw = current * ratio
+        if not integer:
+            return raw
+        # Round away from the current value so that a small factor still moves an integer knob.
+        return float(math.ceil(raw - 1e-9) if raw > current else math.floor(raw + 1e-9))
+
+
+class RateLimitKind(StrEnum):
+    ABSOLUTE = "absolute"  # `Pods` in an HPA policy: units per period
+    PERCENT = "percent"
+
+
+class SelectPolicy(StrEnum):
+    MAX = "max"  # the policy allowing the largest change wins, as in the HPA
+    MIN = "min"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    kind: RateLimitKind
+    value: float
+    period: float
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    knob: KnobTemplate
+    change: Change
+    minimum: float
+    maximum: float
+    integer: bool = True
+    rate_limits: tuple[RateLimit, ...] = ()
+    select: SelectPolicy = SelectPolicy.MAX
+    stabilization_window: float = 0.0
+    default: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    metric: str
+    condition: Condition
+    action: Action
+    for_: float = 0.0
+    keep_firing_for: float = 0.0
+    cooldown: float = 0.0
+    enabled: bool = True
+    labels: Labels = ()
+    annotations: Labels = ()
+    location: SourceLocation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A shared resource: sum over terms of the product of each term's knobs <= limit.
+
+    `pool_size x api replicas <= max_connections` is one term of two knobs.
+    """
+
+    name: str
+    limit: float
+    terms: tuple[tuple[KnobRef, ...], ...]
+
+    @property
+    def knobs(self) -> frozenset[KnobRef]:
+        return frozenset(knob for term in self.terms for knob in term)
+
+
+# A sample older than this is stale: Prometheus's own lookback delta.
+DEFAULT_MAX_SAMPLE_AGE = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    metrics: tuple[MetricQuery, ...]
+    rules: tuple[Rule, ...]
+    budgets: tuple[Budget, ...] = ()
+    max_sample_age: float = DEFAULT_MAX_SAMPLE_AGE
+    files: tuple[str, ...] = field(default=())
+
+    def metric(self, name: str) -> MetricQuery:
+        for query in self.metrics:
+            if query.name == name:
+                return query
+        raise KeyError(name)
+
+    @property
+    def active_rules(self) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.enabled)
+
+    @property
+    def queries(self) -> tuple[MetricQuery, ...]:
+        """The metrics that enabled rules use: the only ones worth fetching."""
+        used = {rule.metric for rule in self.active_rules}
+        return tuple(query for query in self.metrics if query.name in used)

@@ -1,0 +1,109 @@
+"""The engine's memory between ticks, as plain data that round-trips exactly through JSON.
+
+The daemon saves it every cycle and restores it on start, so that a restart neither forgets a
+cooldown nor loses a pending timer or a stabilization window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from autotuner.core.model import Labels, Phase
+
+STATE_FORMAT = 1
+
+TargetKey = tuple[str, Labels]  # (rule name, series labels)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    phase: Phase = Phase.INACTIVE
+    active_since: float | None = None  # when the condition started to hold (pending start)
+    last_true: float | None = None  # the last tick the condition held (for keep_firing_for)
+    last_action: float | None = None  # the last change this rule made to its knob (cooldown)
+    knob: str | None = None  # the knob id, remembered so that a no-data tick still knows it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase.value,
+            "active_since": self.active_since,
+            "last_true": self.last_true,
+            "last_action": self.last_action,
+            "knob": self.knob,
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> TargetState:
+        return TargetState(
+            phase=Phase(data["phase"]),
+            active_since=data.get("active_since"),
+            last_true=data.get("last_true"),
+            last_action=data.get("last_action"),
+            knob=data.get("knob"),
+        )
+
+
+INITIAL_TARGET = TargetState()
+
+
+@dataclass(frozen=True, slots=True)
+class KnobState:
+    # (time, recommended value) of past ticks, for stabilization windows.
+    recommendations: tuple[tuple[float, float], ...] = ()
+    # (time, applied change) of past changes, for rate limits.
+    changes: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.recommendations and not self.changes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recommendations": [list(pair) for pair in self.recommendations],
+            "changes": [list(pair) for pair in self.changes],
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> KnobState:
+        return KnobState(
+            recommendations=tuple((float(t), float(v)) for t, v in data["recommendations"]),
+            changes=tuple((float(t), float(d)) for t, d in data["changes"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineState:
+    targets: Mapping[TargetKey, TargetState] = field(default_factory=dict)
+    knobs: Mapping[str, KnobState] = field(default_factory=dict)
+
+    def target(self, rule: str, labels: Labels) -> TargetState:
+        return self.targets.get((rule, labels), INITIAL_TARGET)
+
+    def with_targets(self, targets: Mapping[TargetKey, TargetState]) -> EngineState:
+        return replace(self, targets=targets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "targets": [
+                {"rule": rule, "labels": dict(labels), **target.to_dict()}
+                for (rule, labels), target in sorted(self.targets.items())
+            ],
+            "knobs": {knob: state.to_dict() for knob, state in sorted(self.knobs.items())},
+        }
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> EngineState:
+        if data.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"engine state format {data.get('format')!r} is not {STATE_FORMAT}; "
+                "it was written by another version of autotuner"
+            )
+        targets = {
+            (str(item["rule"]), tuple(sorted(item["labels"].items()))): TargetState.from_dict(item)
+            for item in data["targets"]
+        }
+        knobs = {str(knob): KnobState.from_dict(item) for knob, item in data["knobs"].items()}
+        return EngineState(targets=targets, knobs=knobs)
