@@ -1,0 +1,107 @@
+"""Structured logs: one JSON object per line, with secrets redacted before anything is written.
+
+Call sites log an event name and fields:
+
+    log_event(logger, "cycle.done", duration=0.12, decisions=3)
+
+and the formatter writes `{"ts": ..., "level": "info", "logger": ..., "event": "cycle.done",
+"duration": 0.12, "decisions": 3}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import IO, Any
+
+# Field names whose values are secrets whatever they hold.
+_SECRET_NAME = re.compile(r"(password|passwd|token|secret|authorization|api[_-]?key)", re.I)
+# `scheme://user:password@host`: the password part of a URL.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@/\s]+)(?=@)", re.I
+)
+_BEARER = re.compile(r"(?P<head>bearer\s+)(?P<secret>[A-Za-z0-9._~+/=-]+)", re.I)
+
+REDACTED = "***"
+
+# The attribute on a LogRecord that carries the event's fields.
+_FIELDS = "autotuner_fields"
+
+
+class Redactor:
+    """Hides known secret values, secret-named fields, URL passwords and bearer tokens."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so that a secret containing another is hidden whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, REDACTED)
+        value = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, value)
+        return _BEARER.sub(lambda m: m.group("head") + REDACTED, value)
+
+    def value(self, name: str, value: object) -> object:
+        if _SECRET_NAME.search(name) and value is not None:
+            return REDACTED
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {str(k): self.value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(name, item) for item in value]
+        if isinstance(value, bool | int | float) or value is None:
+            return value
+        return self.text(str(value))
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": self._redactor.text(record.getMessage()),
+        }
+        fields = getattr(record, _FIELDS, None)
+        if isinstance(fields, Mapping):
+            for name, value in fields.items():
+                if name not in event:
+                    event[name] = self._redactor.value(name, value)
+        if record.exc_info:
+            event["error"] = self._redactor.text(self.formatException(record.exc_info))
+        # One event per line: json.dumps escapes every newline inside values.
+        return json.dumps(event, default=str, ensure_ascii=False)
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log `event` with `fields` as structured data."""
+    if logger.isEnabledFor(level):
+        logger.log(level, event, extra={_FIELDS: fields})
+
+
+def configure_logging(
+    level: str = "INFO", secrets: Iterable[str] = (), stream: IO[str] | None = None
+) -> logging.Handler:
+    """Send the `autotuner` loggers (and warnings from libraries) to `stream` as JSON lines.
+
+    Returns the handler so that a caller (a test, a second configure) can remove it.
+    """
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(Redactor(secrets)))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if isinstance(existing.formatter, JsonFormatter):
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("autotuner").setLevel(level)
+    return handler

@@ -1,0 +1,422 @@
+"""The daemon's configuration: flags over environment variables over an optional YAML file.
+
+Every value is validated by pydantic; a bad one is reported with the place it came from (the
+flag, the environment variable, or the file and line) and the field it was meant for.
+Secrets (the Redis password, the Prometheus token) are accepted only from the environment or
+from files, and are held as `SecretStr` so that no repr or log line can show them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from autotuner.core.model import KnobKind, KnobRef
+from autotuner.core.rules import KnobTemplate, RuleSet, Template
+
+ENV_PREFIX = "AUTOTUNER_"
+
+# Settings that hold secrets: never from a flag or the settings file, where they would end up in
+# shell history, process listings or a ConfigMap.
+SECRET_FIELDS = ("redis_password", "prometheus_token")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or wrong; the message names its source and field."""
+
+
+class AllowList(BaseModel):
+    """What any rule may touch. Empty lists allow nothing of that kind."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespaces: tuple[str, ...] = ()
+    # fnmatch patterns over workload names, e.g. "api", "ml-*".
+    workloads: tuple[str, ...] = ()
+    key_prefixes: tuple[str, ...] = ()
+
+    @field_validator("namespaces", "workloads", "key_prefixes", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("namespaces", "workloads", "key_prefixes")
+    @classmethod
+    def _no_blank_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not entry.strip() for entry in value):
+            raise ValueError("entries must not be empty strings")
+        return value
+
+    def refusal(self, knob: KnobRef) -> str | None:
+        """Why `knob` is outside the allow-list, or None when it is inside."""
+        if knob.is_workload:
+            if knob.namespace not in self.namespaces:
+                return (
+                    f"{knob.id}: namespace {knob.namespace!r} is not in the allow-list "
+                    f"(allowed: {_listing(self.namespaces)})"
+                )
+            if not any(fnmatch.fnmatchcase(knob.name, p) for p in self.workloads):
+                return (
+                    f"{knob.id}: workload name {knob.name!r} matches no allowed pattern "
+                    f"(allowed: {_listing(self.workloads)})"
+                )
+            return None
+        if not any(knob.name.startswith(prefix) for prefix in self.key_prefixes):
+            return (
+                f"{knob.id}: key {knob.name!r} starts with no allowed prefix "
+                f"(allowed: {_listing(self.key_prefixes)})"
+            )
+        return None
+
+    def permits(self, knob: KnobRef) -> bool:
+        return self.refusal(knob) is None
+
+    def template_refusal(self, knob: KnobTemplate) -> str | None:
+        """Why no rendering of `knob` could be allowed, or None when some rendering could be.
+
+        Static parts are checked now; a templated part is checked again for each rendered knob
+        at decision time (`refusal`).
+        """
+        if knob.is_static:
+            return self.refusal(knob.render({}))
+        if knob.kind is not KnobKind.CONFIG_KEY:
+            if knob.namespace.is_static and knob.namespace.parts[0] not in self.namespaces:
+                return (
+                    f"{knob.kind.value} namespace {knob.namespace.parts[0]!r} is not in the "
+                    f"allow-list (allowed: {_listing(self.namespaces)})"
+                )
+            if knob.name.is_static and not any(
+                fnmatch.fnmatchcase(knob.name.parts[0], p) for p in self.workloads
+            ):
+                return (
+                    f"{knob.kind.value} name {knob.name.parts[0]!r} matches no allowed pattern "
+                    f"(allowed: {_listing(self.workloads)})"
+                )
+            return None
+        literal_start = knob.name.parts[0]
+        # A rendering can be allowed only if its fixed start agrees with some allowed prefix.
+        if not any(
+            literal_start.startswith(prefix) or prefix.startswith(literal_start)
+            for prefix in self.key_prefixes
+        ):
+            return (
+                f"key {_template_text(knob.name)!r} can never start with an allowed prefix "
+                f"(allowed: {_listing(self.key_prefixes)})"
+            )
+        return None
+
+
+def _listing(values: Iterable[str]) -> str:
+    shown = ", ".join(repr(v) for v in values)
+    return shown or "nothing; set AUTOTUNER_ALLOW_* or `allow:` in the settings file"
+
+
+def _template_text(template: Template) -> str:
+    return "".join(
+        part if index % 2 == 0 else "{{ labels." + part + " }}"
+        for index, part in enumerate(template.parts)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AllowListViolation:
+    rule: str
+    where: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: rule {self.rule!r}: {self.problem}"
+
+
+class AllowListError(ValueError):
+    """A rule set reaches outside the allow-list; it is rejected as a whole."""
+
+    def __init__(self, violations: tuple[AllowListViolation, ...]) -> None:
+        self.violations = violations
+        lines = "\n  ".join(str(v) for v in violations)
+        super().__init__(f"rules reach outside the allow-list:\n  {lines}")
+
+
+def check_ruleset(ruleset: RuleSet, allow: AllowList) -> None:
+    """Raise AllowListError when any rule's or budget's knob reaches outside `allow`."""
+    violations: list[AllowListViolation] = []
+    for rule in ruleset.rules:
+        problem = allow.template_refusal(rule.action.knob)
+        if problem is not None:
+            where = str(rule.location) if rule.location else "rules"
+            violations.append(AllowListViolation(rule.name, where, problem))
+    for budget in ruleset.budgets:
+        for knob in sorted(budget.knobs):
+            problem = allow.refusal(knob)
+            if problem is not None:
+                violations.append(AllowListViolation(f"budget {budget.name}", "rules", problem))
+    if violations:
+        raise AllowListError(tuple(violations))
+
+
+class Settings(BaseModel):
+    """Everything `autotuner run` needs to know, validated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # No Prometheus URL: run against the bundled simulated system in process.
+    prometheus_url: str | None = None
+    prometheus_token: SecretStr | None = None
+    prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: SecretStr | None = None
+    # SQLAlchemy URL of the audit and state store. Its password, if any, is hidden in reprs.
+    database_url: SecretStr = SecretStr("sqlite:///autotuner-audit.sqlite")
+    retention_days: float = Field(default=30.0, gt=0)
+    rules: tuple[Path, ...] = (Path("rules"),)
+    interval_seconds: float = Field(default=15.0, gt=0)
+    # A reloaded rule file is picked up at the next check, at most this often.
+    reload_interval_seconds: float = Field(default=5.0, gt=0)
+    dry_run: bool = False
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    # /readyz fails when the metric source last answered longer ago than this.
+    ready_max_age_seconds: float = Field(default=120.0, gt=0)
+    # How long a stopping daemon lets the cycle in flight finish before abandoning it.
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    leader_election: bool = False
+    lease_name: str = "autotuner"
+    lease_namespace: str = "autotuner"
+    identity: str = Field(default_factory=lambda: os.environ.get("HOSTNAME", "autotuner"))
+    allow: AllowList = AllowList()
+    # Simulated seconds per real second in the embedded (no Prometheus) mode.
+    sim_speed: float = Field(default=60.0, gt=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _split_rule_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # URLs may carry a password in their user part: show them redacted.
+        for name, value in super().__repr_args__():
+            if name in ("redis_url", "prometheus_url") and isinstance(value, str):
+                yield name, redact_url(value)
+            else:
+                yield name, value
+
+    @property
+    def embedded(self) -> bool:
+        return self.prometheus_url is None
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a JSON-friendly mapping fit for a log line: secrets hidden."""
+        shown = self.model_dump(mode="json")
+        for name in SECRET_FIELDS:
+            if shown.get(name) is not None:
+                shown[name] = "***"
+        shown["database_url"] = redact_url(self.database_url.get_secret_value())
+        shown["redis_url"] = redact_url(self.redis_url)
+        if self.prometheus_url is not None:
+            shown["prometheus_url"] = redact_url(self.prometheus_url)
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """`scheme://user:secret@host/...` with the password replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, host = rest.partition("@")
+    user, has_password, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if has_password else ''}@{host}"
+
+
+# ---- loading from the three sources -------------------------------------------------------
+
+# (field name, how the value was given) for each value, to name the source in an error.
+_Origin = dict[str, str]
+
+_ALLOW_ENV = {
+    "AUTOTUNER_ALLOW_NAMESPACES": "namespaces",
+    "AUTOTUNER_ALLOW_WORKLOADS": "workloads",
+    "AUTOTUNER_ALLOW_KEY_PREFIXES": "key_prefixes",
+}
+
+
+def load_settings(
+    flags: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+    file: Path | None = None,
+) -> Settings:
+    """Merge defaults < settings file < environment < flags, then validate.
+
+    `flags` holds only the flags that were given (None values are ignored). The settings file
+    is `file`, else `--config`/AUTOTUNER_CONFIG when set. Raises SettingsError.
+    """
+    environ = os.environ if environ is None else environ
+    given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    merged: dict[str, Any] = {}
+    origin: _Origin = {}
+
+    config_path = file or given_flags.pop("config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    given_flags.pop("config", None)
+    if config_path:
+        file_values, file_origin = _read_settings_file(Path(str(config_path)))
+        merged.update(file_values)
+        origin.update(file_origin)
+
+    env_values, env_origin = _read_environment(environ)
+    _merge(merged, env_values)
+    origin.update(env_origin)
+
+    for name in given_flags:
+        if name in SECRET_FIELDS:
+            raise SettingsError(
+                f"flag --{name.replace('_', '-')}: secrets are not accepted as flags; use "
+                f"{ENV_PREFIX}{name.upper()} or --{name.replace('_', '-')}-file"
+            )
+    flag_values = dict(given_flags)
+    flag_values.update(_read_secret_files(flag_values, origin, "flag --{dash}-file"))
+    flag_allow = {
+        key: flag_values.pop(f"allow_{key}")
+        for key in ("namespaces", "workloads", "key_prefixes")
+        if f"allow_{key}" in flag_values
+    }
+    if flag_allow:
+        flag_values["allow"] = flag_allow
+        for key in flag_allow:
+            origin[f"allow.{key}"] = f"flag --allow-{key.replace('_', '-')}"
+    _merge(merged, flag_values)
+    for name in flag_values:
+        if name != "allow":
+            origin[name] = f"flag --{name.replace('_', '-')}"
+
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as error:
+        raise SettingsError(_describe(error, origin)) from None
+
+
+def _merge(into: dict[str, Any], values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        if key == "allow" and isinstance(value, Mapping) and isinstance(into.get(key), Mapping):
+            into[key] = {**into[key], **value}
+        else:
+            into[key] = value
+
+
+def _read_settings_file(path: Path) -> tuple[dict[str, Any], _Origin]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"settings file {path}: cannot read it: {error.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise SettingsError(f"settings file {where}: not valid YAML: {problem}") from None
+    if values is None:
+        return {}, {}
+    if not isinstance(values, dict) or not isinstance(node, yaml.MappingNode):
+        raise SettingsError(f"settings file {path}:1: expected a mapping of setting: value")
+    origin: _Origin = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        origin[key] = f"settings file {path}:{key_node.start_mark.line + 1}"
+        if key == "allow" and isinstance(value_node, yaml.MappingNode):
+            for sub_key, _ in value_node.value:
+                origin[f"allow.{sub_key.value}"] = (
+                    f"settings file {path}:{sub_key.start_mark.line + 1}"
+                )
+        if key in SECRET_FIELDS:
+            raise SettingsError(
+                f"{origin[key]}: field {key}: secrets are not accepted in the settings file; "
+                f"use {ENV_PREFIX}{key.upper()} or `{key}_file: /path/to/secret`"
+            )
+    values.update(_read_secret_files(values, origin, "settings file field {name}_file"))
+    return values, origin
+
+
+def _read_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], _Origin]:
+    values: dict[str, Any] = {}
+    origin: _Origin = {}
+    allow: dict[str, str] = {}
+    known = set(Settings.model_fields) | {f"{name}_file" for name in SECRET_FIELDS}
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable == ENV_PREFIX + "CONFIG":
+            continue
+        if variable in _ALLOW_ENV:
+            allow[_ALLOW_ENV[variable]] = raw
+            origin[f"allow.{_ALLOW_ENV[variable]}"] = f"environment variable {variable}"
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        if name not in known or name == "allow":
+            raise SettingsError(
+                f"environment variable {variable}: not a setting; known settings are "
+                + ", ".join(sorted(ENV_PREFIX + k.upper() for k in known if k != "allow"))
+                + ", "
+                + ", ".join(sorted(_ALLOW_ENV))
+            )
+        values[name] = raw
+        origin[name] = f"environment variable {variable}"
+    if allow:
+        values["allow"] = allow
+    values.update(_read_secret_files(values, origin, "environment variable AUTOTUNER_{upper}_FILE"))
+    return values, origin
+
+
+def _read_secret_files(values: dict[str, Any], origin: _Origin, how: str) -> dict[str, SecretStr]:
+    """Replace each `<secret>_file` entry by the secret read from that file."""
+    secrets: dict[str, SecretStr] = {}
+    for name in SECRET_FIELDS:
+        path = values.pop(f"{name}_file", None)
+        if path is None:
+            continue
+        source = how.format(name=name, dash=name.replace("_", "-"), upper=name.upper())
+        try:
+            secret = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise SettingsError(
+                f"{source}: cannot read secret file {path}: {error.strerror}"
+            ) from None
+        if not secret:
+            raise SettingsError(f"{source}: secret file {path} is empty")
+        secrets[name] = SecretStr(secret)
+        origin[name] = f"{source} ({path})"
+    return secrets
+
+
+def _describe(error: ValidationError, origin: _Origin) -> str:
+    problems = []
+    for item in error.errors():
+        location = [str(part) for part in item["loc"]]
+        field_name = ".".join(location[:2]) if location[:1] == ["allow"] else location[0]
+        source = origin.get(field_name) or origin.get(location[0]) or "default"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "not a setting"
+        problems.append(f"{source}: field {field_name}: {message}")
+    return "invalid settings:\n  " + "\n  ".join(problems)
