@@ -1,0 +1,115 @@
+"""`tick`: the one orchestration of a control cycle, shared by the daemon, the simulator and
+rule tests. Only the clock, the metric source and the actuators differ between them.
+
+fetch metrics -> read the knobs they concern -> engine -> for each change: intent, act,
+outcome -> state with the outcomes folded in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from autotuner.control.ports import Actuator, AuditStore, MetricSource
+from autotuner.core.engine import evaluate, knobs_to_read, record_outcomes
+from autotuner.core.model import (
+    Decision,
+    Evaluation,
+    KnobReading,
+    KnobRef,
+    KnobUnreadable,
+    MetricAnswer,
+    Outcome,
+    OutcomeStatus,
+    Verdict,
+)
+from autotuner.core.rules import RuleSet
+from autotuner.core.state import EngineState
+
+# Says why a knob must not be touched (outside the allow-list, say), or None when it may be.
+KnobGuard = Callable[[KnobRef], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    now: float
+    answers: Mapping[str, MetricAnswer]
+    evaluations: tuple[Evaluation, ...]
+    decisions: tuple[tuple[Decision, Outcome], ...]
+    state: EngineState
+
+    @property
+    def changes(self) -> tuple[tuple[Decision, Outcome], ...]:
+        return tuple(pair for pair in self.decisions if pair[0].verdict is Verdict.CHANGE)
+
+
+def read_knobs(
+    knobs: Iterable[KnobRef], actuators: Sequence[Actuator], guard: KnobGuard | None = None
+) -> dict[KnobRef, KnobReading]:
+    """Each knob's value from the first actuator that handles it, batched per actuator."""
+    readings: dict[KnobRef, KnobReading] = {}
+    batches: dict[int, list[KnobRef]] = {}
+    for knob in sorted(knobs):
+        refusal = guard(knob) if guard else None
+        if refusal is not None:
+            readings[knob] = KnobUnreadable(refusal, skip=True)
+            continue
+        owner = next((i for i, a in enumerate(actuators) if a.handles(knob)), None)
+        if owner is None:
+            readings[knob] = KnobUnreadable(
+                f"no actuator is configured for {knob.kind.value} knobs"
+            )
+        else:
+            batches.setdefault(owner, []).append(knob)
+    for owner, batch in batches.items():
+        try:
+            answered = actuators[owner].read(batch)
+        except (
+            Exception
+        ) as error:  # an adapter that breaks its contract still must not stop the cycle
+            answered = {knob: KnobUnreadable(f"reading failed: {error}") for knob in batch}
+        for knob in batch:
+            readings[knob] = answered.get(knob) or KnobUnreadable("the actuator returned no value")
+    return readings
+
+
+def act(decision: Decision, actuators: Sequence[Actuator], dry_run: bool) -> Outcome:
+    if dry_run:
+        return Outcome(
+            OutcomeStatus.DRY_RUN, "dry run: not applied", decision.current, decision.final
+        )
+    actuator = next((a for a in actuators if a.handles(decision.knob)), None)
+    if actuator is None:
+        return Outcome(OutcomeStatus.FAILED, f"no actuator is configured for {decision.knob.id}")
+    try:
+        return actuator.apply(decision)
+    except Exception as error:  # as above: one target's failure never stops the others
+        return Outcome(OutcomeStatus.FAILED, f"the actuator failed: {error}")
+
+
+def tick(
+    now: float,
+    ruleset: RuleSet,
+    state: EngineState,
+    source: MetricSource,
+    actuators: Sequence[Actuator],
+    *,
+    store: AuditStore | None = None,
+    dry_run: bool = False,
+    guard: KnobGuard | None = None,
+) -> TickReport:
+    answers = source.fetch(ruleset.queries, now)
+    readings = read_knobs(knobs_to_read(ruleset, answers), actuators, guard)
+    result = evaluate(now, ruleset, answers, readings, state, dry_run=dry_run)
+    pairs: list[tuple[Decision, Outcome]] = []
+    for decision in result.decisions:
+        if decision.verdict is not Verdict.CHANGE:
+            pairs.append((decision, Outcome(OutcomeStatus.SKIPPED, decision.reason)))
+            continue
+        intent = store.record_intent(decision) if store is not None else None
+        outcome = act(decision, actuators, dry_run)
+        if store is not None and intent is not None:
+            store.record_outcome(intent, outcome)
+        pairs.append((decision, outcome))
+    new_state = record_outcomes(result.state, pairs)
+    return TickReport(now, answers, result.evaluations, tuple(pairs), new_state)
