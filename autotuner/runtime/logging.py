@@ -82,10 +82,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str, ensure_ascii=False)
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log `event` with `fields` as structured data."""
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: bool = False,
+    **fields: Any,
+) -> None:
+    """Log `event` with `fields` as structured data (and the traceback being handled, if asked)."""
     if logger.isEnabledFor(level):
-        logger.log(level, event, extra={_FIELDS: fields})
+        logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
 
 
 def configure_logging(

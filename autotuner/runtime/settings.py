@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from autotuner.core.model import KnobKind, KnobRef
@@ -178,9 +179,12 @@ class Settings(BaseModel):
     # No Prometheus URL: run against the bundled simulated system in process.
     prometheus_url: str | None = None
     prometheus_token: SecretStr | None = None
+    # A file holding the token, re-read by the adapter so that a rotated token is picked up.
+    prometheus_token_file: Path | None = None
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr | None = None
+    redis_password_file: Path | None = None
     # SQLAlchemy URL of the audit and state store. Its password, if any, is hidden in reprs.
     database_url: SecretStr = SecretStr("sqlite:///autotuner-audit.sqlite")
     retention_days: float = Field(default=30.0, gt=0)
@@ -203,6 +207,46 @@ class Settings(BaseModel):
     allow: AllowList = AllowList()
     # Simulated seconds per real second in the embedded (no Prometheus) mode.
     sim_speed: float = Field(default=60.0, gt=0)
+
+    @field_validator("prometheus_token_file", "redis_password_file")
+    @classmethod
+    def _readable_secret_file(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
+        if not secret:
+            raise ValueError(f"secret file {path} is empty")
+        return path
+
+    @model_validator(mode="after")
+    def _each_secret_once(self) -> Settings:
+        for name in SECRET_FIELDS:
+            if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
+                raise ValueError(
+                    f"{name} is given both directly and as {name}_file; keep one of the two"
+                )
+        return self
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret's value, for the log redactor to hide wherever it might appear."""
+        values = [
+            secret.get_secret_value()
+            for secret in (self.redis_password, self.prometheus_token)
+            if secret is not None
+        ]
+        for path in (self.redis_password_file, self.prometheus_token_file):
+            if path is not None:
+                try:
+                    values.append(path.read_text(encoding="utf-8").strip())
+                except OSError:
+                    continue
+        password = _url_password(self.database_url.get_secret_value())
+        if password:
+            values.append(password)
+        return tuple(v for v in values if v)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -239,6 +283,15 @@ class Settings(BaseModel):
         if self.prometheus_url is not None:
             shown["prometheus_url"] = redact_url(self.prometheus_url)
         return shown
+
+
+def _url_password(url: str) -> str | None:
+    _, sep, rest = url.partition("://")
+    userinfo, at, _ = rest.partition("@")
+    if not sep or not at or "/" in userinfo:
+        return None
+    _, has_password, password = userinfo.partition(":")
+    return password if has_password else None
 
 
 def redact_url(url: str) -> str:
@@ -296,7 +349,6 @@ def load_settings(
                 f"{ENV_PREFIX}{name.upper()} or --{name.replace('_', '-')}-file"
             )
     flag_values = dict(given_flags)
-    flag_values.update(_read_secret_files(flag_values, origin, "flag --{dash}-file"))
     flag_allow = {
         key: flag_values.pop(f"allow_{key}")
         for key in ("namespaces", "workloads", "key_prefixes")
@@ -356,7 +408,6 @@ def _read_settings_file(path: Path) -> tuple[dict[str, Any], _Origin]:
                 f"{origin[key]}: field {key}: secrets are not accepted in the settings file; "
                 f"use {ENV_PREFIX}{key.upper()} or `{key}_file: /path/to/secret`"
             )
-    values.update(_read_secret_files(values, origin, "settings file field {name}_file"))
     return values, origin
 
 
@@ -364,7 +415,7 @@ def _read_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], _Orig
     values: dict[str, Any] = {}
     origin: _Origin = {}
     allow: dict[str, str] = {}
-    known = set(Settings.model_fields) | {f"{name}_file" for name in SECRET_FIELDS}
+    known = set(Settings.model_fields)
     for variable, raw in environ.items():
         if not variable.startswith(ENV_PREFIX) or variable == ENV_PREFIX + "CONFIG":
             continue
@@ -384,38 +435,19 @@ def _read_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], _Orig
         origin[name] = f"environment variable {variable}"
     if allow:
         values["allow"] = allow
-    values.update(_read_secret_files(values, origin, "environment variable AUTOTUNER_{upper}_FILE"))
     return values, origin
-
-
-def _read_secret_files(values: dict[str, Any], origin: _Origin, how: str) -> dict[str, SecretStr]:
-    """Replace each `<secret>_file` entry by the secret read from that file."""
-    secrets: dict[str, SecretStr] = {}
-    for name in SECRET_FIELDS:
-        path = values.pop(f"{name}_file", None)
-        if path is None:
-            continue
-        source = how.format(name=name, dash=name.replace("_", "-"), upper=name.upper())
-        try:
-            secret = Path(str(path)).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise SettingsError(
-                f"{source}: cannot read secret file {path}: {error.strerror}"
-            ) from None
-        if not secret:
-            raise SettingsError(f"{source}: secret file {path} is empty")
-        secrets[name] = SecretStr(secret)
-        origin[name] = f"{source} ({path})"
-    return secrets
 
 
 def _describe(error: ValidationError, origin: _Origin) -> str:
     problems = []
     for item in error.errors():
         location = [str(part) for part in item["loc"]]
+        message = item["msg"].removeprefix("Value error, ")
+        if not location:
+            problems.append(message)
+            continue
         field_name = ".".join(location[:2]) if location[:1] == ["allow"] else location[0]
         source = origin.get(field_name) or origin.get(location[0]) or "default"
-        message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "not a setting"
         problems.append(f"{source}: field {field_name}: {message}")

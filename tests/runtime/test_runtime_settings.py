@@ -114,8 +114,9 @@ def test_secrets_from_environment_and_files_never_show(tmp_path: Path) -> None:
             "AUTOTUNER_REDIS_URL": "redis://:urlpass@cache:6379/0",
         },
     )
-    assert settings.prometheus_token is not None
-    assert settings.prometheus_token.get_secret_value() == "s3cr3t-token"
+    assert settings.prometheus_token_file == token_file
+    assert "s3cr3t-token" in settings.secret_values()
+    assert "dbpass" in settings.secret_values()
     assert settings.redis_password is not None
     assert settings.redis_password.get_secret_value() == "hunter2"
     shown = repr(settings) + str(settings) + str(settings.redacted())
@@ -124,11 +125,20 @@ def test_secrets_from_environment_and_files_never_show(tmp_path: Path) -> None:
     assert settings.redacted()["database_url"] == "postgresql://app:***@db/audit"
 
 
-def test_empty_secret_file_is_an_error(tmp_path: Path) -> None:
+def test_empty_or_missing_secret_file_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "pw"
     empty.write_text("\n")
     with pytest.raises(SettingsError, match=r"AUTOTUNER_REDIS_PASSWORD_FILE.*is empty"):
         load_settings({}, {"AUTOTUNER_REDIS_PASSWORD_FILE": str(empty)})
+    with pytest.raises(SettingsError, match=r"flag --prometheus-token-file.*cannot read"):
+        load_settings({"prometheus_token_file": str(tmp_path / "absent")}, {})
+
+
+def test_a_secret_given_twice_is_an_error(tmp_path: Path) -> None:
+    file = tmp_path / "pw"
+    file.write_text("one")
+    with pytest.raises(SettingsError, match=r"given both directly and as redis_password_file"):
+        load_settings({"redis_password_file": str(file)}, {"AUTOTUNER_REDIS_PASSWORD": "two"})
 
 
 def test_allow_list_from_environment_and_flags() -> None:
