@@ -365,6 +365,11 @@ class _Compiler:
                     f"default {default:g} is outside min {key.min:g} and max {key.max:g}",
                 )
                 return None
+        if fields.min > fields.max:
+            self.problem(
+                (*path, "min"), f"min ({fields.min:g}) is greater than max ({fields.max:g})"
+            )
+            return None
         if fields.factor is not None:
             change = Change(ChangeMode.FACTOR, fields.factor)
         elif fields.step is not None:

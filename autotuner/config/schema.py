@@ -86,8 +86,6 @@ class ChangeFields(Strict):
             raise ValueError("give exactly one of factor, step or proportional_to")
         if self.factor == 1 or self.step == 0:
             raise ValueError("a factor of 1 or a step of 0 changes nothing")
-        if self.min > self.max:
-            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
         return self
 
 
@@ -180,7 +178,13 @@ class BudgetSpec(Strict):
     name: Name
     limit: float = Field(gt=0)
     # The sum over terms of the product of each term's knobs stays at or under the limit.
-    terms: tuple[tuple[KnobSpec, ...], ...] = Field(min_length=1)
+    terms: tuple[tuple[KnobSpec, ...], ...]
+
+    @model_validator(mode="after")
+    def _has_terms(self) -> BudgetSpec:
+        if not self.terms or not all(self.terms):
+            raise ValueError("a budget needs at least one term of at least one knob")
+        return self
 
 
 class SettingsSpec(Strict):

@@ -146,7 +146,12 @@ class _Evaluator:
                     self.no_data(rule, labels, "the series is absent from the answer", resolve=True)
             return
         if not known:
-            self.evaluations.append(Evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason))
+            static = rule.action.knob.render({}) if rule.action.knob.is_static else None
+            if static is not None:
+                self.starved_knobs.setdefault(static, rule.name)
+            self.evaluations.append(
+                Evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason, static)
+            )
         for _, labels in known:
             self.no_data(rule, labels, answer.reason)
 
