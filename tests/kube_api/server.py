@@ -508,7 +508,9 @@ def _handler_for(api: FakeKubeApi) -> type[BaseHTTPRequestHandler]:
             split = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
+            scheme, _, credential = (self.headers.get("Authorization") or "").partition(" ")
+            # The scheme is case-insensitive (the in-cluster loader sends "bearer").
+            if api.token is not None and (scheme.lower(), credential) != ("bearer", api.token):
                 self._respond(401, status_body(401, "Unauthorized"))
                 return
             try:
