@@ -195,6 +195,7 @@ class _FileOrEnvCredentials(CredentialProvider):
 
 def format_number(value: float) -> str:
     """How a value is written to Redis: integers without a fraction, others exactly."""
+    value = float(value)  # an int passes the float annotation, and int has no is_integer in 3.11
     if value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(value)
@@ -203,6 +204,7 @@ def format_number(value: float) -> str:
 def _json_number(value: float | None) -> int | float | None:
     if value is None:
         return None
+    value = float(value)
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
@@ -288,6 +290,10 @@ class RedisKeyActuator:
             reason = f"Redis at {self._where} did not answer: {err}"
             readings.update({knob: KnobUnreadable(reason) for knob in wanted})
             return readings
+        except Exception as error:  # the port never raises: an unforeseen error is data too
+            reason = f"reading from Redis at {self._where} failed unexpectedly: {error!r}"
+            readings.update({knob: KnobUnreadable(reason) for knob in wanted})
+            return readings
         for knob, reply in zip(wanted, replies, strict=True):
             readings[knob] = self._reading(knob, reply)
         return readings
@@ -318,7 +324,14 @@ class RedisKeyActuator:
         if isinstance(checked, Outcome):
             return checked
         current, final = checked
-        return self._write(decision, current, final)
+        try:
+            return self._write(decision, current, final)
+        except Exception as error:  # the port never raises: an unforeseen error is data too
+            return Outcome(
+                OutcomeStatus.FAILED,
+                f"writing {self._describe(decision.knob)} failed unexpectedly: {error!r}",
+                old=decision.current,
+            )
 
     def _write(self, decision: Decision, current: float, final: float) -> Outcome:
         knob = decision.knob

@@ -512,7 +512,7 @@ def test_an_unreachable_server_never_raises() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "written"), [(450.0, "450"), (0.25, "0.25"), (-3.0, "-3"), (1e20, "1e+20")]
+    ("value", "written"), [(450.0, "450"), (7, "7"), (0.25, "0.25"), (-3.0, "-3"), (1e20, "1e+20")]
 )
 def test_numbers_are_formatted_for_redis(value: float, written: str) -> None:
     assert format_number(value) == written
