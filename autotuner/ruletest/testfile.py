@@ -103,13 +103,13 @@ class TestGroupSpec(Strict):
     interval: Duration | None = None
     input_series: tuple[SeriesSpec, ...] = ()
     initial: dict[str, Number] = Field(default_factory=dict)
-    expect: tuple[ExpectSpec, ...] = Field(min_length=1)
+    expect: tuple[ExpectSpec, ...]
 
 
 class TestFileSpec(Strict):
-    rule_files: tuple[str, ...] = Field(min_length=1)
+    rule_files: tuple[str, ...]
     evaluation_interval: Duration = DEFAULT_EVALUATION_INTERVAL
-    tests: tuple[TestGroupSpec, ...] = Field(min_length=1)
+    tests: tuple[TestGroupSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +158,6 @@ class TestGroup:
     expectations: tuple[Expectation, ...]
     line: int
 
-    @property
-    def last_eval_time(self) -> float:
-        return max(e.eval_time for e in self.expectations)
-
 
 @dataclass(frozen=True, slots=True)
 class TestFile:
@@ -195,6 +191,8 @@ def load_test_file(path: str | Path) -> TestFile:
 def _load_rule_files(located: Located, spec: TestFileSpec, base: Path) -> RuleSet:
     paths: list[str] = []
     problems: list[Problem] = []
+    if not spec.rule_files:
+        problems.append(located.problem(("rule_files",), "name at least one rule file to test"))
     for index, pattern in enumerate(spec.rule_files):
         full = base / pattern
         matches = sorted(glob.glob(str(full))) if glob.has_magic(pattern) else [str(full)]
@@ -227,6 +225,8 @@ class _Compiler:
     def compile(self) -> TestFile:
         if self.spec.evaluation_interval <= 0:
             self.problem(("evaluation_interval",), "must be longer than 0s")
+        if not self.spec.tests:
+            self.problem(("tests",), "there are no test groups; add at least one under tests:")
         groups = [self.group(index, group) for index, group in enumerate(self.spec.tests)]
         if self.problems:
             raise ConfigError(self.problems)
@@ -242,6 +242,8 @@ class _Compiler:
         interval = spec.interval if spec.interval is not None else self.spec.evaluation_interval
         if interval <= 0:
             self.problem((*base, "interval"), "must be longer than 0s")
+        if not spec.expect:
+            self.problem((*base, "expect"), "there is nothing to check; add an expectation")
         series = [
             self.series((*base, "input_series", i), s) for i, s in enumerate(spec.input_series)
         ]
