@@ -1,0 +1,346 @@
+"""The Prometheus metric source against a real Prometheus, and against fake query APIs for
+what a real one cannot be made to do (answer slowly, show the headers it got, speak TLS)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from autotuner.adapters.prometheus import (
+    PrometheusSettings,
+    PrometheusSettingsError,
+    PrometheusSource,
+)
+from autotuner.core.model import MetricAnswer, MetricQuery, NoData, Series
+from tests.integration.prometheus_server import (
+    APP_RATES,
+    BUCKETS,
+    CACHE_RATES,
+    RATE_WINDOW,
+    SCRAPE_INTERVAL_SECONDS,
+    FakeQueryApi,
+    PrometheusServer,
+    self_signed_certificate,
+)
+
+pytestmark = pytest.mark.integration
+
+HIT_RATIO = (
+    f"sum by (cache) (rate(cache_hits_total[{RATE_WINDOW}]))"
+    f" / sum by (cache) (rate(cache_lookups_total[{RATE_WINDOW}]))"
+)
+
+
+def fetch_one(source: PrometheusSource, expr: str, at: float | None = None) -> MetricAnswer:
+    return source.fetch([MetricQuery("m", expr)], time.time() if at is None else at)["m"]
+
+
+def values_by(answer: MetricAnswer, label: str) -> Mapping[str, float]:
+    assert isinstance(answer, Series), answer
+    return {dict(sample.labels)[label]: sample.value for sample in answer.samples}
+
+
+def no_data_reason(answer: MetricAnswer) -> str:
+    assert isinstance(answer, NoData), answer
+    return answer.reason
+
+
+def histogram_quantile(q: float, cumulative: tuple[float, ...], total: float) -> float:
+    """Prometheus's linear interpolation within the bucket holding rank q x total."""
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in zip(BUCKETS, cumulative, strict=True):
+        if count >= rank:
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return BUCKETS[-1]
+
+
+@pytest.fixture(scope="module")
+def source(prometheus_server: PrometheusServer) -> Iterator[PrometheusSource]:
+    with PrometheusSource(PrometheusSettings(prometheus_server.url, timeout_seconds=5)) as shared:
+        yield shared
+
+
+def test_p95_latency_from_real_histogram_buckets(source: PrometheusSource) -> None:
+    answer = fetch_one(
+        source,
+        "histogram_quantile(0.95, sum by (le, deployment) "
+        f'(rate(http_request_duration_seconds_bucket{{namespace="crm"}}[{RATE_WINDOW}])))',
+    )
+
+    expected = {name: histogram_quantile(0.95, *rates) for name, rates in APP_RATES.items()}
+    assert expected == pytest.approx({"api": 0.4875, "ml": 1.75})
+    assert values_by(answer, "deployment") == pytest.approx(expected, rel=1e-6)
+
+
+def test_rate_of_a_counter_per_label_set(source: PrometheusSource) -> None:
+    answer = fetch_one(source, f"sum by (cache) (rate(cache_lookups_total[{RATE_WINDOW}]))")
+
+    expected = {cache: lookups for cache, (lookups, _) in CACHE_RATES.items()}
+    # Scrape timestamps and the exporter's clock differ by a few milliseconds.
+    assert values_by(answer, "cache") == pytest.approx(expected, rel=0.05, abs=1e-9)
+
+
+def test_hit_ratio_keeps_each_cache_and_drops_the_one_at_zero_over_zero(
+    source: PrometheusSource,
+) -> None:
+    answer = fetch_one(source, HIT_RATIO)
+
+    assert values_by(answer, "cache") == pytest.approx({"profile": 0.75, "session": 0.5})
+
+
+def test_zero_over_zero_alone_is_no_data_saying_nan(source: PrometheusSource) -> None:
+    cold_ratio = (
+        f'rate(cache_hits_total{{cache="cold"}}[{RATE_WINDOW}])'
+        f' / rate(cache_lookups_total{{cache="cold"}}[{RATE_WINDOW}])'
+    )
+
+    reason = no_data_reason(fetch_one(source, cold_ratio))
+
+    assert "NaN" in reason
+    assert 'cache="cold"' in reason
+
+
+def test_division_by_zero_is_no_data_never_infinity(source: PrometheusSource) -> None:
+    answer = fetch_one(source, f"sum(rate(cache_hits_total[{RATE_WINDOW}])) / 0")
+
+    assert "+Inf" in no_data_reason(answer)
+
+
+def test_empty_result_is_no_data(source: PrometheusSource) -> None:
+    answer = fetch_one(source, 'cache_lookups_total{cache="no-such-cache"}')
+
+    assert no_data_reason(answer) == "the query returned no series"
+
+
+def test_syntax_error_fails_only_its_own_metric(source: PrometheusSource) -> None:
+    answers = source.fetch(
+        [
+            MetricQuery("broken", f"rate(cache_lookups_total[{RATE_WINDOW}]"),
+            MetricQuery("ratio", HIT_RATIO),
+        ],
+        time.time(),
+    )
+
+    reason = no_data_reason(answers["broken"])
+    assert "bad_data" in reason and "parse error" in reason
+    assert set(values_by(answers["ratio"], "cache")) == {"profile", "session"}
+
+
+def test_scalar_answer_is_one_sample_without_labels(source: PrometheusSource) -> None:
+    answer = fetch_one(source, f"scalar(sum(rate(cache_hits_total[{RATE_WINDOW}])))")
+
+    assert isinstance(answer, Series)
+    [sample] = answer.samples
+    assert sample.labels == ()
+    assert sample.value == pytest.approx(sum(hits for _, hits in CACHE_RATES.values()), rel=0.05)
+
+
+def test_queries_are_evaluated_at_the_ticks_time(source: PrometheusSource) -> None:
+    at = time.time() - 2.5
+
+    answer = fetch_one(source, "time()", at)
+
+    assert isinstance(answer, Series)
+    assert answer.samples[0].value == pytest.approx(at, abs=1e-3)
+    assert answer.samples[0].timestamp == pytest.approx(at, abs=1e-3)
+
+
+def test_matrix_answer_is_each_series_last_sample(source: PrometheusSource) -> None:
+    at = time.time()
+
+    answer = fetch_one(source, 'cache_lookups_total{cache="profile"}[30s]', at)
+
+    assert isinstance(answer, Series)
+    [sample] = answer.samples
+    # The last scrape, with its own timestamp rather than the evaluation time.
+    assert at - 2 * SCRAPE_INTERVAL_SECONDS <= sample.timestamp <= at
+    assert sample.timestamp != pytest.approx(at, abs=1e-3)
+    assert sample.value > 0
+
+
+def test_matrix_sample_older_than_the_staleness_limit_is_no_data(
+    prometheus_server: PrometheusServer,
+) -> None:
+    settings = PrometheusSettings(prometheus_server.url, staleness_limit_seconds=3)
+    with PrometheusSource(settings) as strict:
+        # Ten seconds ahead the newest sample is at least ten seconds old.
+        answer = fetch_one(strict, 'cache_lookups_total{cache="profile"}[1m]', time.time() + 10)
+
+    reason = no_data_reason(answer)
+    assert "older than the 3 s staleness limit" in reason
+
+
+def test_stopped_server_is_no_data_saying_it_cannot_be_reached() -> None:
+    with PrometheusServer() as server:
+        settings = PrometheusSettings(server.url, timeout_seconds=2)
+        with PrometheusSource(settings) as own:
+            assert isinstance(fetch_one(own, "vector(1)"), Series)
+            server.stop()
+
+            reason = no_data_reason(fetch_one(own, "vector(1)"))
+
+    assert reason == f"cannot reach Prometheus at {server.url}: connection refused"
+
+
+def test_slow_server_times_out_only_the_slow_query() -> None:
+    with FakeQueryApi(slow=frozenset({"slow_query"}), slow_seconds=5) as api:
+        settings = PrometheusSettings(api.url, timeout_seconds=0.5)
+        with PrometheusSource(settings) as own:
+            started = time.monotonic()
+            answers = own.fetch(
+                [MetricQuery("slow", "slow_query"), MetricQuery("fast", "fast_query")],
+                time.time(),
+            )
+            elapsed = time.monotonic() - started
+
+    assert no_data_reason(answers["slow"]) == f"Prometheus at {api.url} did not answer within 0.5 s"
+    assert isinstance(answers["fast"], Series)
+    assert elapsed < 2.5
+
+
+def test_queries_run_concurrently_up_to_the_bound() -> None:
+    queries = [MetricQuery(f"m{i}", f"slow_{i}") for i in range(6)]
+    slow = frozenset(query.expr for query in queries)
+    with FakeQueryApi(slow=slow, slow_seconds=0.4) as api:
+        own = PrometheusSource(PrometheusSettings(api.url, max_concurrency=3))
+        started = time.monotonic()
+        answers = own.fetch(queries, time.time())
+        elapsed = time.monotonic() - started
+        own.close()
+
+    assert all(isinstance(answer, Series) for answer in answers.values())
+    assert api.peak_in_flight == 3
+    # Two waves of three, not six in a row.
+    assert 0.8 <= elapsed < 2.0
+
+
+def test_bearer_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\n")
+    with FakeQueryApi() as api:
+        settings = PrometheusSettings(api.url, bearer_token_file=str(token_file))
+        with PrometheusSource(settings) as own:
+            fetch_one(own, "q")
+            fetch_one(own, "q")
+            token_file.write_text("second-token\n")
+            # The same mtime would hide the change on a coarse-grained file system.
+            stat = token_file.stat()
+            os.utime(token_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+            fetch_one(own, "q")
+
+    sent = [query.headers["Authorization"] for query in api.received]
+    assert sent == ["Bearer first-token", "Bearer first-token", "Bearer second-token"]
+
+
+def test_unreadable_token_file_sends_no_query(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    with FakeQueryApi() as api:
+        settings = PrometheusSettings(api.url, bearer_token_file=str(missing))
+        with PrometheusSource(settings) as own:
+            answer = fetch_one(own, "q")
+
+    assert no_data_reason(answer) == (
+        f"cannot read the bearer token file {missing}: No such file or directory; "
+        "the query was not sent"
+    )
+    assert api.received == []
+
+
+def test_extra_headers_and_basic_auth_are_sent(tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret")
+    with FakeQueryApi() as api:
+        settings = PrometheusSettings(
+            api.url,
+            basic_auth_username="autotuner",
+            basic_auth_password_file=str(password_file),
+            extra_headers={"X-Scope-OrgID": "tenant-a"},
+        )
+        with PrometheusSource(settings) as own:
+            fetch_one(own, "q", at=1_700_000_000.5)
+
+    [query] = api.received
+    assert query.headers["X-Scope-OrgID"] == "tenant-a"
+    # base64 of "autotuner:s3cret"
+    assert query.headers["Authorization"] == "Basic YXV0b3R1bmVyOnMzY3JldA=="
+    assert query.time == "1700000000.500"
+
+
+def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_trusted(tmp_path: Path) -> None:
+    certificate, key = self_signed_certificate(tmp_path)
+    with FakeQueryApi(tls=(certificate, key)) as api:
+        with PrometheusSource(PrometheusSettings(api.url)) as default:
+            refused = fetch_one(default, "q")
+        with PrometheusSource(PrometheusSettings(api.url, ca_bundle=str(certificate))) as trusting:
+            trusted = fetch_one(trusting, "q")
+
+    assert "certificate verify failed" in no_data_reason(refused)
+    assert "check ca_bundle" in no_data_reason(refused)
+    assert isinstance(trusted, Series)
+
+
+def test_secrets_never_appear_in_reprs(tmp_path: Path) -> None:
+    with_token = PrometheusSettings("https://prom.example", bearer_token="tok-123")
+    with_password = PrometheusSettings(
+        "https://prom.example",
+        basic_auth_username="me",
+        basic_auth_password="pw-456",
+        extra_headers={"X-Api-Key": "key-789"},
+    )
+
+    with PrometheusSource(with_password) as source:
+        shown = repr(with_token) + repr(with_password) + repr(source)
+
+    for secret in ("tok-123", "pw-456", "key-789"):
+        assert secret not in shown
+    assert "X-Api-Key" in shown
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "hint"),
+    [
+        ({"url": "prom:9090"}, "url", "http(s)://host"),
+        ({"url": "http://me:pw@prom:9090"}, "url", "basic_auth_username"),
+        ({"timeout_seconds": 0}, "timeout_seconds", "positive"),
+        ({"max_concurrency": 0}, "max_concurrency", "between 1 and"),
+        ({"bearer_token": "a", "bearer_token_file": "/t"}, "bearer_token_file", "not both"),
+        ({"basic_auth_username": "me"}, "basic_auth_username", "password"),
+        (
+            {"bearer_token": "a", "basic_auth_username": "me", "basic_auth_password": "p"},
+            "basic_auth_username",
+            "not both",
+        ),
+        ({"ca_bundle": "/ca.pem", "verify_tls": False}, "ca_bundle", "verify_tls"),
+        (
+            {"bearer_token": "a", "extra_headers": {"Authorization": "x"}},
+            "extra_headers",
+            "conflicts",
+        ),
+        ({"extra_headers": {"X-Tenant": "a\r\nEvil: 1"}}, "extra_headers", "line break"),
+    ],
+)
+def test_bad_settings_name_the_field_and_the_fix(
+    options: dict[str, object], field: str, hint: str
+) -> None:
+    arguments: dict[str, object] = {"url": "http://prom:9090", **options}
+
+    with pytest.raises(PrometheusSettingsError) as raised:
+        PrometheusSettings(**arguments)  # type: ignore[arg-type]
+
+    assert f"field {field}:" in str(raised.value)
+    assert hint in str(raised.value)
+
+
+def test_a_url_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(PrometheusSettingsError) as raised:
+        PrometheusSettings("https://me:hunter2@prom.example")
+
+    assert "hunter2" not in str(raised.value)
