@@ -31,6 +31,7 @@ class RedisServer:
         self,
         *,
         password: str | None = None,
+        tls: bool = False,
         extra_args: tuple[str, ...] = (),
         startup_timeout: float = 10.0,
     ) -> None:
@@ -43,24 +44,53 @@ class RedisServer:
         self._extra_args = (*extra_args, *(("--requirepass", password) if password else ()))
         self._workdir = Path(tempfile.mkdtemp(prefix="autotuner-redis-"))
         self.port = free_port()
+        self.tls = tls
+        if tls:
+            self._extra_args = (*self._extra_args, *self._tls_args())
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    @property
+    def ca_file(self) -> str:
+        """The self-signed certificate a TLS server presents, to trust as a CA."""
+        return str(self._workdir / "cert.pem")
 
     def client(self) -> redis.Redis:
         """A client with full rights (the default user's password if one is set)."""
+        tls: dict[str, object] = {"ssl": True, "ssl_ca_certs": self.ca_file} if self.tls else {}
         return redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2, **tls
         )
+
+    def _tls_args(self) -> tuple[str, ...]:
+        cert, key = self._workdir / "cert.pem", self._workdir / "key.pem"
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-keyout", str(key), "-out", str(cert),
+                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        return (
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert),
+            "--tls-auth-clients", "no",
+        )  # fmt: skip
 
     def start(self) -> None:
         if self._process is not None:
             return
         command = [
             self._binary,
-            "--port", str(self.port),
+            "--port", str(self.port),  # for TLS a later --port 0 wins, with --tls-port
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",

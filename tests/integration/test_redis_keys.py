@@ -516,3 +516,26 @@ def test_an_unreachable_server_never_raises() -> None:
 )
 def test_numbers_are_formatted_for_redis(value: float, written: str) -> None:
     assert format_number(value) == written
+
+
+def test_rediss_with_a_ca_bundle_reads_and_writes() -> None:
+    with RedisServer(tls=True) as server:
+        server.client().set("crm:cache:ttl:users", "300")
+        act = RedisKeyActuator(RedisKeySettings(url=server.url, ca_file=server.ca_file))
+        ttl = key("crm:cache:ttl:users")
+
+        assert act.read([ttl])[ttl] == KnobValue(300.0)
+        assert act.apply(change(ttl, 300.0, 450.0)).status is OutcomeStatus.APPLIED
+        assert server.client().get("crm:cache:ttl:users") == b"450"
+        act.close()
+
+
+def test_rediss_verifies_the_server_certificate_by_default() -> None:
+    with RedisServer(tls=True) as server:
+        act = RedisKeyActuator(RedisKeySettings(url=server.url, connect_timeout=1.0))
+        ttl = key("crm:cache:ttl:users")
+
+        reason = unreadable_reason(act.read([ttl])[ttl])
+
+        assert "certificate verify failed" in reason
+        act.close()
