@@ -1,0 +1,163 @@
+"""What Prometheus would show of the modelled system: windowed, noisy, named as rule files name it.
+
+A rule's `rate(x[5m])` or `histogram_quantile(..., rate(..[5m]))` averages the last five minutes,
+so it lags a change. Each series here is the weighted mean of the model's signal over the last
+`window` seconds (ratios weighted by their denominators, as sum(rate(a))/sum(rate(b)) is; latency
+quantiles weighted by request rate, approximating a quantile over the window's merged histogram),
+times (1 + σ·z) measurement noise with z drawn once per tick and series from the run's seeded
+generator, so the noise is the same however often a tick asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autotuner.core.model import (
+    Labels,
+    MetricAnswer,
+    MetricQuery,
+    NoData,
+    Sample,
+    Series,
+    labels_of,
+)
+from autotuner.sim.faults import Fault, FaultKind
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesDef:
+    """One exposed series: its labels, the signal it shows and the signal that weights it."""
+
+    labels: Labels
+    signal: str
+    weight: str = ""
+    # Seconds this series averages over; 0 means the source's default (a 5m rate window).
+    window: float = 0.0
+
+
+def catalogue(namespace: str, caches: Sequence[str]) -> dict[str, tuple[SeriesDef, ...]]:
+    """The metric names the shipped rule files use, answered from the model's signals."""
+    api = labels_of({"namespace": namespace, "deployment": "api"})
+    ml = labels_of({"namespace": namespace, "deployment": "ml"})
+    return {
+        "api_p95_seconds": (SeriesDef(api, "api_p95", "load_rps"),),
+        "ml_p95_seconds": (SeriesDef(ml, "ml_p95", "ml_rps"),),
+        "cache_hit_ratio": tuple(
+            SeriesDef(labels_of({"cache": c}), f"hit:{c}", f"requests:{c}") for c in caches
+        ),
+        "cache_stale_ratio": tuple(
+            SeriesDef(labels_of({"cache": c}), f"stale:{c}", f"requests:{c}") for c in caches
+        ),
+        "db_pool_usage": (SeriesDef((), "pool_usage"),),
+        # As metrics-server reports CPU to the HPA: a one-minute average.
+        "api_cpu_utilisation": (SeriesDef(api, "api_utilisation", window=60.0),),
+        "ml_cpu_utilisation": (SeriesDef(ml, "ml_utilisation", window=60.0),),
+        "api_requests_per_second": (SeriesDef(api, "load_rps"),),
+    }
+
+
+class _Window:
+    """Running weighted sums over the last `size` steps (a ring buffer, O(1) per step)."""
+
+    __slots__ = ("_count", "_index", "_sum", "_values", "_weight", "_weights")
+
+    def __init__(self, size: int) -> None:
+        self._values = [0.0] * size
+        self._weights = [0.0] * size
+        self._index = 0
+        self._sum = 0.0
+        self._weight = 0.0
+        self._count = 0
+
+    def push(self, value: float, weight: float) -> None:
+        i = self._index
+        self._sum += value * weight - self._values[i] * self._weights[i]
+        self._weight += weight - self._weights[i]
+        self._values[i] = value
+        self._weights[i] = weight
+        self._index = (i + 1) % len(self._values)
+        self._count += 1
+
+    def mean(self) -> float | None:
+        if self._count == 0 or self._weight <= 1e-12:
+            return None
+        return self._sum / self._weight
+
+
+class SimMetricSource:
+    """The MetricSource port over the modelled system's signals."""
+
+    def __init__(
+        self,
+        series: Mapping[str, tuple[SeriesDef, ...]],
+        tick: float,
+        window: float,
+        noise: np.ndarray,
+        relative_noise: float,
+        faults: Sequence[Fault] = (),
+    ) -> None:
+        self._series = dict(series)
+        self._noise = noise
+        self._relative_noise = relative_noise
+        self._outages = tuple(f for f in faults if f.kind is FaultKind.METRIC_OUTAGE)
+        self._windows: dict[tuple[str, int], _Window] = {
+            (name, i): _Window(max(1, round((definition.window or window) / tick)))
+            for name, defs in self._series.items()
+            for i, definition in enumerate(defs)
+        }
+        self._columns = {key: column for column, key in enumerate(self._windows)}
+        self._step = -1
+
+    @property
+    def series_count(self) -> int:
+        return len(self._windows)
+
+    def observe(self, step: int, signals: Mapping[str, float]) -> None:
+        """Record one model step's signals into every series' window."""
+        self._step = step
+        for (name, index), window in self._windows.items():
+            definition = self._series[name][index]
+            weight = signals[definition.weight] if definition.weight else 1.0
+            window.push(signals[definition.signal], weight)
+
+    def _outage(self, name: str, at: float) -> Fault | None:
+        for fault in self._outages:
+            if fault.active(at) and (not fault.metrics or name in fault.metrics):
+                return fault
+        return None
+
+    def fetch(self, queries: Sequence[MetricQuery], at: float) -> Mapping[str, MetricAnswer]:
+        answers: dict[str, MetricAnswer] = {}
+        for query in queries:
+            answers[query.name] = self._answer(query.name, at)
+        return answers
+
+    def _answer(self, name: str, at: float) -> MetricAnswer:
+        defs = self._series.get(name)
+        if defs is None:
+            known = ", ".join(sorted(self._series))
+            return NoData(f"the simulated system exposes no metric {name!r} (it has: {known})")
+        if self._outage(name, at) is not None:
+            return NoData("metric outage (simulated): the query returned no data")
+        samples = []
+        for index, definition in enumerate(defs):
+            mean = self._windows[(name, index)].mean()
+            if mean is None:
+                continue
+            z = float(self._noise[self._step % len(self._noise), self._columns[(name, index)]])
+            value = max(0.0, mean * (1.0 + self._relative_noise * z))
+            samples.append(Sample(definition.labels, value, at))
+        return Series(tuple(samples))
+
+    def value(self, name: str, labels: Labels, at: float) -> float | None:
+        """One series' current answer, for the built-in policies (HPA) that read metrics too."""
+        answer = self._answer(name, at)
+        if isinstance(answer, NoData):
+            return None
+        for sample in answer.samples:
+            if sample.labels == labels:
+                return sample.value
+        return None

@@ -1,0 +1,55 @@
+"""The ML prediction service: replicas that serve requests in batches.
+
+Each replica collects up to b requests and runs them together in t(b) = overhead + b·per_item
+seconds, so a larger batch raises throughput (b / t(b)) but makes requests wait for the batch to
+fill. With M replicas and λ requests/s, a batch fills from λ/M arrivals per second, at most
+`max_batch_wait` seconds: effective size b' = min(b, 1 + (λ/M)·max_batch_wait), forming delay
+(b' - 1)/(2λ/M) on average. Batches then queue as M/M/M with arrival rate λ/b' and service time
+t(b') (see `service` for overload). p95 = p95 of the batch queue + the mean forming delay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autotuner.sim.service import ServiceReading, serve
+
+
+@dataclass(frozen=True, slots=True)
+class MLSpec:
+    replicas: int = 2
+    batch_size: int = 8
+    batch_overhead: float = 0.01
+    per_item_seconds: float = 0.002
+    max_batch_wait: float = 0.01
+    # Share of API requests that call the ML service.
+    share: float = 0.4
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MLReading:
+    p95: float
+    mean: float
+    utilisation: float
+    backlog: float
+    batch: float
+
+
+def ml_step(
+    spec: MLSpec, request_rate: float, replicas: int, batch_size: int, backlog: float, dt: float
+) -> MLReading:
+    per_replica = request_rate / replicas if replicas > 0 else 0.0
+    batch = max(1.0, min(float(batch_size), 1.0 + per_replica * spec.max_batch_wait))
+    forming = (batch - 1.0) / (2.0 * per_replica) if per_replica > 0 else 0.0
+    batch_seconds = spec.batch_overhead + batch * spec.per_item_seconds
+    reading: ServiceReading = serve(
+        request_rate / batch, batch_seconds, replicas, backlog, dt, spec.timeout
+    )
+    return MLReading(
+        p95=min(spec.timeout, reading.p95 + forming),
+        mean=min(spec.timeout, reading.mean + forming),
+        utilisation=reading.utilisation,
+        backlog=reading.backlog,
+        batch=batch,
+    )

@@ -1,0 +1,207 @@
+"""The modelled system: API, caches, database pools and ML service, advanced one step at a time.
+
+Each step, in order: instant faults fire, starting pods that are due become ready, then load flows
+through the caches (misses become queries), the pools and database, the ML service, and last the
+API, whose service time includes the time it spends waiting on the database and the ML service.
+Knob changes made between steps act from the next step.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from autotuner.sim.api import APISpec, api_step
+from autotuner.sim.cache import ORIGIN_TTLS, CacheClass, CacheState
+from autotuner.sim.faults import Fault, FaultKind
+from autotuner.sim.ml import MLSpec, ml_step
+from autotuner.sim.pool import DatabaseSpec, pool_step
+
+
+def origin_caches() -> tuple[CacheClass, ...]:
+    """The origin document's L2 cache classes with their TTLs, and plausible traffic shapes."""
+    # keys, Zipf exponent, share of API requests, update interval (s)
+    shapes = {
+        "user_sessions": (50000, 0.8, 0.35, 3600.0),
+        "api_responses": (20000, 1.0, 0.30, 1200.0),
+        "ml_predictions": (30000, 0.9, 0.15, 7200.0),
+        "campaign_data": (2000, 1.1, 0.10, 3600.0),
+        "transaction_summary": (20000, 0.8, 0.10, 1800.0),
+    }
+    return tuple(
+        CacheClass(name, ttl, keys, zipf, share, update)
+        for name, ttl in ORIGIN_TTLS.items()
+        for keys, zipf, share, update in [shapes[name]]
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSpec:
+    namespace: str = "crm"
+    api: APISpec = field(default_factory=APISpec)
+    ml: MLSpec = field(default_factory=MLSpec)
+    ml_startup_delay: float = 90.0
+    caches: tuple[CacheClass, ...] = field(default_factory=origin_caches)
+    database: DatabaseSpec = field(default_factory=DatabaseSpec)
+
+
+class Deployment:
+    """Replicas of one workload: ready pods, and pods starting that will be ready at set times."""
+
+    __slots__ = ("name", "ready", "starting", "startup_delay")
+
+    def __init__(self, name: str, replicas: int, startup_delay: float) -> None:
+        self.name = name
+        self.ready = replicas
+        self.starting: list[float] = []
+        self.startup_delay = startup_delay
+
+    @property
+    def desired(self) -> int:
+        return self.ready + len(self.starting)
+
+    def scale(self, replicas: int, now: float) -> None:
+        """Add pods that start now, or remove pods: starting ones first, as a ReplicaSet does."""
+        change = replicas - self.desired
+        if change > 0:
+            self.starting.extend([now + self.startup_delay] * change)
+            return
+        for _ in range(-change):
+            if self.starting:
+                self.starting.pop()
+            elif self.ready > 0:
+                self.ready -= 1
+
+    def lose(self, count: int, now: float) -> None:
+        """Pods die; the controller recreates them, so they come back after the start-up delay."""
+        lost = min(count, self.ready)
+        self.ready -= lost
+        for _ in range(lost):
+            bisect.insort(self.starting, now + self.startup_delay)
+
+    def advance(self, now: float) -> None:
+        due = bisect.bisect_right(self.starting, now)
+        if due:
+            self.ready += due
+            del self.starting[:due]
+
+
+class System:
+    """The modelled system's mutable state and one `step` that advances it."""
+
+    def __init__(self, spec: SystemSpec, faults: tuple[Fault, ...] = ()) -> None:
+        self.spec = spec
+        self.faults = faults
+        self.api = Deployment("api", spec.api.replicas, spec.api.startup_delay)
+        self.ml = Deployment("ml", spec.ml.replicas, spec.ml_startup_delay)
+        self.caches = {c.name: CacheState(c) for c in spec.caches}
+        self.pool_size = spec.database.pool_size
+        self.batch_size = spec.ml.batch_size
+        self.api_backlog = 0.0
+        self.ml_backlog = 0.0
+        self.pool_backlog = 0.0
+        self.last_step = -1.0
+        self._span_faults = tuple(f for f in faults if f.kind in _SPAN_EFFECTS)
+        self._instant_faults = tuple(f for f in faults if f.kind not in _SPAN_EFFECTS)
+
+    def deployment(self, name: str) -> Deployment | None:
+        return {"api": self.api, "ml": self.ml}.get(name)
+
+    def _factor(self, kind: FaultKind, now: float) -> float:
+        factor = 1.0
+        for fault in self._span_faults:
+            if fault.kind is kind and fault.active(now):
+                factor *= fault.factor
+        return factor
+
+    def _fire_instant_faults(self, now: float) -> None:
+        for fault in self._instant_faults:
+            if not fault.fires_between(self.last_step, now):
+                continue
+            if fault.kind is FaultKind.LOSE_REPLICAS:
+                target = self.deployment(fault.target or "api")
+                if target is not None:
+                    target.lose(fault.count, now)
+            elif fault.kind is FaultKind.FLUSH_CACHE:
+                for name, cache in self.caches.items():
+                    if not fault.target or fault.target == name:
+                        cache.flush()
+
+    def step(self, now: float, rps: float, dt: float) -> dict[str, float]:
+        """Advance to `now` at `rps` offered requests per second; returns this step's signals."""
+        self._fire_instant_faults(now)
+        self.last_step = now
+        self.api.advance(now)
+        self.ml.advance(now)
+        spec = self.spec
+        signals: dict[str, float] = {"load_rps": rps}
+
+        misses = 0.0
+        for name, cache in self.caches.items():
+            class_rps = rps * cache.spec.share
+            reading = cache.step(class_rps, dt)
+            misses += reading.misses_per_second
+            signals[f"hit:{name}"] = reading.hit_rate
+            signals[f"stale:{name}"] = reading.stale_share
+            signals[f"ttl:{name}"] = reading.effective_ttl
+            signals[f"ttl_target:{name}"] = cache.target_ttl
+            signals[f"memory:{name}"] = reading.memory_bytes
+            signals[f"requests:{name}"] = class_rps
+
+        database = spec.database
+        query_rate = rps * database.queries_per_request + misses * database.queries_per_miss
+        pool = pool_step(
+            database,
+            query_rate,
+            self.api.ready,
+            self.pool_size,
+            self._factor(FaultKind.SLOW_DATABASE, now),
+            self.pool_backlog,
+            dt,
+        )
+        self.pool_backlog = pool.backlog
+
+        ml_rps = rps * spec.ml.share
+        ml = ml_step(spec.ml, ml_rps, self.ml.ready, self.batch_size, self.ml_backlog, dt)
+        self.ml_backlog = ml.backlog
+
+        queries_per_request = query_rate / rps if rps > 0 else 0.0
+        downstream = queries_per_request * (pool.wait + pool.query_seconds) + spec.ml.share * ml.mean
+        api = api_step(
+            spec.api,
+            rps,
+            self.api.ready,
+            spec.api.cpu_seconds * self._factor(FaultKind.SLOW_DEPLOY, now),
+            downstream,
+            self.api_backlog,
+            dt,
+        )
+        self.api_backlog = api.backlog
+
+        signals.update(
+            api_p95=api.p95,
+            api_mean=api.mean,
+            api_utilisation=api.utilisation,
+            api_dropped=api.dropped,
+            api_ready=float(self.api.ready),
+            api_replicas=float(self.api.desired),
+            ml_p95=ml.p95,
+            ml_rps=ml_rps,
+            ml_utilisation=ml.utilisation,
+            ml_ready=float(self.ml.ready),
+            ml_replicas=float(self.ml.desired),
+            ml_batch=float(self.batch_size),
+            pool_size=float(self.pool_size),
+            pool_usage=pool.usage,
+            pool_wait=pool.wait,
+            query_seconds=pool.query_seconds,
+            query_rate=query_rate,
+            connections=float(self.api.desired * self.pool_size),
+            over_budget=1.0
+            if self.api.desired * self.pool_size > database.max_connections
+            else 0.0,
+        )
+        return signals
+
+
+_SPAN_EFFECTS = frozenset({FaultKind.SLOW_DATABASE, FaultKind.SLOW_DEPLOY, FaultKind.METRIC_OUTAGE})
