@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from autotuner.config.durations import format_duration
+from autotuner.config import promql
 from autotuner.config.errors import ConfigError, Problem, did_you_mean
 from autotuner.config.loader import load_rules, validate
 from autotuner.config.schema import Duration, Strict
@@ -214,6 +215,7 @@ class _Compiler:
         self.ruleset = ruleset
         self.rule_names = {rule.name for rule in ruleset.rules}
         self.metric_names = {query.name for query in ruleset.metrics}
+        self.labels_by_metric: dict[str, frozenset[str] | None] = {}
         self.problems: list[Problem] = []
 
     def problem(self, path: tuple[str | int, ...], message: str, key: bool = False) -> None:
@@ -296,7 +298,27 @@ class _Compiler:
                 "answers of the metrics under `metrics:`",
             )
             return None
+        possible = self.result_labels(selector.name)
+        impossible = sorted({name for name, _ in selector.labels} - (possible or set()))
+        if possible is not None and impossible:
+            have = ", ".join(sorted(possible)) or "no labels"
+            self.problem(
+                (*path, "series"),
+                f"a series of {selector.name!r} cannot carry {', '.join(impossible)}: its query "
+                f"gives {have}{did_you_mean(impossible[0], possible)}",
+            )
+            return None
         return InputSeries(selector.name, selector.labels, points, self.line(path))
+
+    def result_labels(self, metric: str) -> frozenset[str] | None:
+        """The labels the metric's query can give, or None where its shape does not say."""
+        if metric not in self.labels_by_metric:
+            try:
+                labels = promql.result_labels(self.ruleset.metric(metric).expr)
+            except promql.PromQLError:
+                labels = None
+            self.labels_by_metric[metric] = labels
+        return self.labels_by_metric[metric]
 
     def notation_problem(
         self, path: tuple[str | int, ...], text: str, error: NotationError

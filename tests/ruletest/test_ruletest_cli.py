@@ -192,6 +192,11 @@ def test_a_failing_file_does_not_hide_the_others(
             "no rule file declares a metric 'queue_dept'; did you mean 'queue_depth'?",
         ),
         (
+            ("queue_depth{queue", "queue_depth{queues"),
+            "6:17: tests[0].input_series[0].series",
+            "cannot carry queues: its query gives queue; did you mean 'queue'?",
+        ),
+        (
             ("eval_time: 5m", "eval_time: 90s"),
             "18:20: tests[0].expect[2].eval_time",
             "falls between two evaluations",
