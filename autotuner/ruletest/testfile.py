@@ -35,8 +35,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from autotuner.config.durations import format_duration
 from autotuner.config import promql
+from autotuner.config.durations import format_duration
 from autotuner.config.errors import ConfigError, Problem, did_you_mean
 from autotuner.config.loader import load_rules, validate
 from autotuner.config.schema import Duration, Strict
