@@ -20,7 +20,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.pool import StaticPool
 
 from autotuner.core.model import (
@@ -33,6 +39,7 @@ from autotuner.core.model import (
     Verdict,
     labels_of,
 )
+from autotuner.core.state import EngineState
 
 SCHEMA_VERSION = 1
 DEFAULT_URL = "sqlite:///autotuner-audit.sqlite"
@@ -183,7 +190,7 @@ class SqlStore:
         self._metadata = sa.MetaData(schema=schema)
         self._tables = _define_tables(self._metadata, table_prefix)
         try:
-            self._prepare()
+            self._prepare_with_retry()
         except SQLAlchemyError as err:
             self._engine.dispose()
             raise StoreError(
@@ -201,6 +208,16 @@ class SqlStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def _prepare_with_retry(self, attempts: int = 3) -> None:
+        # Replicas starting together race to create the tables; the losers find them made.
+        for _ in range(attempts - 1):
+            try:
+                self._prepare()
+                return
+            except (IntegrityError, OperationalError, ProgrammingError):
+                time.sleep(0.1)
+        self._prepare()
 
     def _prepare(self) -> None:
         with self._engine.begin() as connection:
@@ -368,6 +385,22 @@ class SqlStore:
                 "delete that row to start from a fresh state"
             )
         return document
+
+    def save_engine_state(self, state: EngineState, saved_at: float) -> None:
+        self.save_state(state.to_dict(), saved_at)
+
+    def load_engine_state(self) -> EngineState | None:
+        """The engine state saved last, or None on a first start."""
+        document = self.load_state()
+        if document is None:
+            return None
+        try:
+            return EngineState.from_dict(document)
+        except (KeyError, TypeError, ValueError) as err:
+            raise StoreError(
+                f"the saved engine state in {self._where} cannot be read: {err}; delete the "
+                f"row {ENGINE_STATE!r} of its state table to start from a fresh state"
+            ) from err
 
     def _records(self, query: sa.Select[Any]) -> list[AuditRecord]:
         def fetch(connection: sa.Connection) -> list[AuditRecord]:

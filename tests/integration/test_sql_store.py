@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,10 +241,60 @@ def test_the_engine_state_is_replaced_each_cycle_and_restored_on_start(
 
     restarted = SqlStore(url, schema=schema)
     document = restarted.load_state()
+    restored = restarted.load_engine_state()
     restarted.close()
 
     assert document is not None
     assert EngineState.from_dict(document) == state
+    assert restored == state
+
+
+def test_an_engine_state_of_another_format_is_refused_clearly(store: SqlStore) -> None:
+    assert store.load_engine_state() is None
+    store.save_state({"format": 99, "targets": [], "knobs": {}}, saved_at=1.0)
+
+    with pytest.raises(StoreError, match=r"saved engine state .* cannot be read: .*format 99"):
+        store.load_engine_state()
+
+
+def test_replicas_opening_a_new_database_together_all_succeed(
+    database: tuple[str, str | None],
+) -> None:
+    url, schema = database
+    opened: list[SqlStore] = []
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            opened.append(SqlStore(url, schema=schema))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    intent = opened[0].record_intent(decision())
+    assert [[r.id for r in s.history()] for s in opened] == [[intent]] * 4
+    for store in opened:
+        store.close()
+
+
+def test_a_failing_database_gives_a_store_error_that_names_it(
+    store: SqlStore, database: tuple[str, str | None]
+) -> None:
+    url, schema = database
+    engine = sa.create_engine(url)
+    table = sa.Table("autotuner_decisions", sa.MetaData(schema=schema), autoload_with=engine)
+    with engine.begin() as connection:
+        table.drop(connection)
+    engine.dispose()
+
+    with pytest.raises(StoreError, match="could not record the decision in the audit database"):
+        store.record_intent(decision())
 
 
 def test_a_state_that_is_not_json_is_refused_clearly(store: SqlStore) -> None:
