@@ -104,7 +104,7 @@ def _check(expectation: Expectation, report: TickReport) -> list[Mismatch]:
         if mismatch is not None:
             mismatches.append(mismatch)
     for phase in expectation.phases or ():
-        mismatch = _check_phase(expectation, phase, report)
+        mismatch = _check_phase(phase, report)
         if mismatch is not None:
             mismatches.append(mismatch)
     return mismatches
@@ -153,7 +153,7 @@ def _check_actions(
     for action in wanted:
         hit = next((i for i in unmatched if _action_matches(action, changes[i][0])), None)
         if hit is None:
-            diff.append(f"- {describe_expected(action)}")
+            diff.append(f"- {describe_expected(action)}  (line {action.line})")
             failed = True
         else:
             unmatched.remove(hit)
@@ -163,8 +163,8 @@ def _check_actions(
         failed = True
     if not failed:
         return None
-    if not wanted and not changes:
-        diff.append("  (no actions)")
+    if not changes:
+        diff.append("+ (nothing was changed)")
     rules = {a.rule for a in wanted} | {changes[i][0].rule for i in unmatched}
     notes = [
         f"{decision.rule}: {decision.reason}"
@@ -179,9 +179,7 @@ def _check_actions(
     return Mismatch(expectation.line, report.now, "actions", tuple(diff), tuple(notes))
 
 
-def _check_phase(
-    expectation: Expectation, wanted: ExpectedPhase, report: TickReport
-) -> Mismatch | None:
+def _check_phase(wanted: ExpectedPhase, report: TickReport) -> Mismatch | None:
     targets = [
         e
         for e in report.evaluations

@@ -96,7 +96,7 @@ def test_wrong_action_fails_with_a_diff_that_points_at_the_line(
     out = capsys.readouterr().out
     assert f"FAILED: deep queue doubles the workers ({path}:4)" in out
     assert f"{path}:15: eval_time 2m: actions (- expected, + got)" in out
-    assert "- queue-deep deployment/jobs/workers: 2 -> 3" in out
+    assert "- queue-deep deployment/jobs/workers: 2 -> 3  (line 17)" in out
     assert '+ queue-deep deployment/jobs/workers{queue="mail"}: 2 -> 4' in out
     assert "why: queue-deep: queue_depth 150 > 100: deployment/jobs/workers 2 -> 4" in out
     # The later expectation still runs, on the state the engine really reached.
@@ -116,7 +116,8 @@ def test_unexpected_and_missing_actions(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["test", str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:11: eval_time 1m: actions" in out
-    assert "- queue-deep deployment/jobs/workers: ? -> 4" in out
+    assert "- queue-deep deployment/jobs/workers: ? -> 4  (line 13)" in out
+    assert "+ (nothing was changed)" in out
     assert 'why: queue-deep{queue="mail"} is pending at value 150' in out
     assert f"{path}:16: eval_time 2m: actions" in out
     assert "+ queue-deep deployment/jobs/workers" in out
