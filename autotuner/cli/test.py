@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from pathlib import Path
 
 from autotuner.config.errors import ConfigError
 from autotuner.ruletest.report import format_file, format_problems
@@ -18,10 +19,16 @@ from autotuner.ruletest.testfile import load_test_file
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_BAD_FILE = 2
+TEST_FILE_SUFFIXES = (".yaml", ".yml")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="rule test files")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="FILE|DIR",
+        help="rule test files, or directories of them (*.yaml, *.yml)",
+    )
     parser.add_argument(
         "--run",
         metavar="REGEX",
@@ -35,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     except re.error as error:
         print(f"--run: not a regular expression: {error}", file=sys.stderr)
         return EXIT_BAD_FILE
-    status = EXIT_PASSED
-    for path in args.files:
+    files, empty = _test_files(args.paths)
+    for directory in empty:
+        print(f"{directory}: this directory holds no *.yaml or *.yml file", file=sys.stderr)
+    status = EXIT_BAD_FILE if empty else EXIT_PASSED
+    for path in files:
         try:
             test_file = load_test_file(path)
         except ConfigError as error:
@@ -48,3 +58,22 @@ def run(args: argparse.Namespace) -> int:
         if not result.passed and status == EXIT_PASSED:
             status = EXIT_FAILED
     return status
+
+
+def _test_files(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Files as given; a directory stands for the test files directly inside it.
+
+    Returns the files and the directories that hold none.
+    """
+    files: list[str] = []
+    empty: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = [str(p) for p in sorted(path.iterdir()) if p.suffix in TEST_FILE_SUFFIXES]
+            files.extend(inside)
+            if not inside:
+                empty.append(raw)
+        else:
+            files.append(raw)
+    return files, empty

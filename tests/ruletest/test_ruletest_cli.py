@@ -69,6 +69,18 @@ def test_every_shipped_rule_test_passes(capsys: pytest.CaptureFixture[str]) -> N
     assert out.count("SUCCESS") == len(SHIPPED_TESTS)
 
 
+def test_a_directory_stands_for_its_test_files(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", str(REPO / "rules" / "tests")]) == 0
+    assert capsys.readouterr().out.count("Unit Testing:") == len(SHIPPED_TESTS)
+
+
+def test_an_empty_directory_is_a_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["test", str(tmp_path)]) == 2
+    assert "holds no *.yaml or *.yml file" in capsys.readouterr().err
+
+
 def test_every_shipped_rule_has_tests() -> None:
     shipped = {p.name for p in (REPO / "rules").glob("*.yaml")}
     tested = {
