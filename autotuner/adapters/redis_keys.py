@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ if ARGV[5] ~= '' then
 end
 return {'written'}
 """
+# The numbers both Python and the script's Lua `tonumber` read alike: no hex, no digit
+# separators, no words like "inf".
+_DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", re.ASCII)
 _COMPARE_AND_SET_SHA = hashlib.sha1(_COMPARE_AND_SET.encode()).hexdigest()
 
 
@@ -239,15 +243,6 @@ class RedisKeyActuator:
             options["ssl_ca_certs"] = settings.ca_file
         self._client = redis.Redis.from_url(settings.url, **options)
 
-    def _compare_and_set(self, key: str, args: Sequence[str]) -> list[object]:
-        # EVALSHA first and EVAL when the server does not know the script yet (after a restart);
-        # unlike redis-py's Script this needs no SCRIPT LOAD right, only EVAL and EVALSHA.
-        try:
-            reply = self._client.evalsha(_COMPARE_AND_SET_SHA, 1, key, *args)
-        except NoScriptError:
-            reply = self._client.eval(_COMPARE_AND_SET, 1, key, *args)
-        return list(reply)
-
     @property
     def settings(self) -> RedisKeySettings:
         return self._settings
@@ -311,10 +306,9 @@ class RedisKeyActuator:
         if not isinstance(reply, bytes | str):
             return KnobUnreadable(f"{where} gave an unexpected reply {reply!r}")
         text = _text(reply)
-        try:
-            value = float(text)
-        except ValueError:
+        if not _DECIMAL.fullmatch(text):
             return KnobUnreadable(f"{where} holds {text[:80]!r}, which is not a number")
+        value = float(text)
         if not usable(value):
             return KnobUnreadable(f"{where} holds {text[:80]!r}, which is not a finite number")
         return KnobValue(value)
@@ -405,6 +399,15 @@ class RedisKeyActuator:
             old=expected,
             extra=extra,
         )
+
+    def _compare_and_set(self, key: str, args: Sequence[str]) -> list[object]:
+        # EVALSHA first and EVAL when the server does not know the script yet (after a restart);
+        # unlike redis-py's Script this needs no SCRIPT LOAD right, only EVAL and EVALSHA.
+        try:
+            reply = self._client.evalsha(_COMPARE_AND_SET_SHA, 1, key, *args)
+        except NoScriptError:
+            reply = self._client.eval(_COMPARE_AND_SET, 1, key, *args)
+        return list(reply)
 
     @staticmethod
     def _notification(decision: Decision, key: str, expected: float | None, final: float) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autotuner.adapters.redis_keys import (
     RedisKeyActuator,
@@ -106,7 +108,7 @@ def test_reads_plain_keys_and_hash_fields_in_one_call(
     actuator: RedisKeyActuator, shared: redis.Redis, prefix: str
 ) -> None:
     shared.set(f"{prefix}ttl:users", "300")
-    shared.set(f"{prefix}ttl:orders", "2.5")
+    shared.set(f"{prefix}ttl:orders", " 2.5e0 ")
     shared.hset(f"{prefix}pool", mapping={"size": "20"})
     knobs = [key("ttl:users"), key("ttl:orders"), key("pool", "size")]
 
@@ -136,7 +138,9 @@ def test_a_missing_key_or_field_is_reported_missing(
     assert f"hash field size of key {prefix}pool" in unreadable_reason(readings[absent_field])
 
 
-@pytest.mark.parametrize("garbage", ["abc", "", "12s", "nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    "garbage", ["abc", "", "12s", "nan", "inf", "-inf", "1_000", "0x1A", "1e999", "\u0663"]
+)
 def test_a_value_that_is_not_a_finite_number_is_unreadable_with_the_key_and_value(
     actuator: RedisKeyActuator, shared: redis.Redis, prefix: str, garbage: str
 ) -> None:
@@ -539,3 +543,23 @@ def test_rediss_verifies_the_server_certificate_by_default() -> None:
 
         assert "certificate verify failed" in reason
         act.close()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    start=st.floats(allow_nan=False, allow_infinity=False),
+    end=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_any_finite_number_written_reads_back_exactly(
+    actuator: RedisKeyActuator, shared: redis.Redis, prefix: str, start: float, end: float
+) -> None:
+    ttl = key(f"ttl:{uuid.uuid4().hex}")
+    shared.set(actuator.key_of(ttl), format_number(start))
+
+    assert actuator.read([ttl])[ttl] == KnobValue(start)
+    outcome = actuator.apply(change(ttl, start, end))
+
+    assert outcome.status is OutcomeStatus.APPLIED
+    assert actuator.read([ttl])[ttl] == KnobValue(end)
