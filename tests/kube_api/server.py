@@ -15,6 +15,7 @@ import copy
 import json
 import re
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -487,6 +488,12 @@ class FakeKubeApi:
 def _handler_for(api: FakeKubeApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in separate writes; without this, Nagle's algorithm and
+            # the client's delayed ACK add tens of milliseconds to every answer.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: the tests read `api.requests` instead."""
