@@ -136,7 +136,7 @@ def redacted(url: str) -> str:
         return "<an unparseable database URL>"
 
 
-def _create_engine(url: str) -> Engine:
+def _create_engine(url: str, *, create: bool) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as err:
@@ -151,6 +151,10 @@ def _create_engine(url: str) -> Engine:
         # One connection shared by all threads, or each would see its own empty database.
         return sa.create_engine(
             parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    if not create and not Path(database).is_file():
+        raise StoreError(
+            f"there is no audit database {database}; give the database URL the daemon writes to"
         )
     directory = Path(database).parent
     if not directory.is_dir():
@@ -180,10 +184,14 @@ class SqlStore:
         schema: str | None = None,
         table_prefix: str = DEFAULT_TABLE_PREFIX,
         wall_clock: Callable[[], float] = time.time,
+        create: bool = True,
     ) -> None:
+        """Opens the store, creating its tables unless `create` is false (for readers such as
+        `autotuner history`, which must not leave an empty database behind)."""
         self._where = redacted(url)
         self._wall_clock = wall_clock
-        self._engine = _create_engine(url)
+        self._create = create
+        self._engine = _create_engine(url, create=create)
         if schema and self._engine.dialect.name == "sqlite":
             raise StoreError("a database schema can be given only for PostgreSQL, not SQLite")
         self._schema = schema
@@ -221,9 +229,14 @@ class SqlStore:
 
     def _prepare(self) -> None:
         with self._engine.begin() as connection:
-            if self._schema:
+            if self._schema and self._create:
                 connection.execute(sa.schema.CreateSchema(self._schema, if_not_exists=True))
             found = self._stored_version(connection)
+            if found is None and not self._create:
+                raise StoreError(
+                    f"the database {self._where} holds no autotuner audit tables; give the "
+                    "database URL (and table prefix) the daemon writes to"
+                )
             if found is not None and found != SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"the audit database {self._where} has schema version {found}, and this "
@@ -303,9 +316,11 @@ class SqlStore:
         knob_prefix: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        status: OutcomeStatus | None = None,
         limit: int | None = None,
     ) -> list[AuditRecord]:
-        """Recorded decisions, newest first, filtered by rule, knob id (or its start) and time."""
+        """Recorded decisions, newest first, filtered by rule, knob id (or its start), decision
+        time and outcome status."""
         table = self._tables.decisions
         query = sa.select(table)
         if rule is not None:
@@ -318,6 +333,8 @@ class SqlStore:
             query = query.where(table.c.time >= since)
         if until is not None:
             query = query.where(table.c.time < until)
+        if status is not None:
+            query = query.where(table.c.outcome_status == status.value)
         query = query.order_by(table.c.time.desc(), table.c.id.desc())
         if limit is not None:
             query = query.limit(limit)

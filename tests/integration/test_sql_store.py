@@ -187,6 +187,17 @@ def test_history_filters_by_rule_knob_and_time_newest_first(store: SqlStore) -> 
     assert ids_of(rule="no-such-rule") == []
 
 
+def test_history_filters_by_outcome_status(store: SqlStore) -> None:
+    applied = store.record_intent(decision(time=100.0))
+    store.record_outcome(applied, Outcome(OutcomeStatus.APPLIED))
+    skipped = store.record_intent(decision(time=200.0))
+    store.record_outcome(skipped, Outcome(OutcomeStatus.SKIPPED, "changed concurrently"))
+    store.record_intent(decision(time=300.0))
+
+    assert [r.id for r in store.history(status=OutcomeStatus.APPLIED)] == [applied]
+    assert [r.id for r in store.history(status=OutcomeStatus.SKIPPED)] == [skipped]
+
+
 def test_a_knob_prefix_is_matched_literally(store: SqlStore) -> None:
     odd = KnobRef(KnobKind.CONFIG_KEY, "crm_cache%x")
     other = KnobRef(KnobKind.CONFIG_KEY, "crmXcacheYx")
@@ -391,3 +402,35 @@ def test_a_database_that_cannot_be_opened_gives_a_clear_error(url: str, message:
 def test_a_schema_cannot_be_given_for_sqlite(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="only for PostgreSQL"):
         SqlStore(f"sqlite:///{tmp_path / 'a.sqlite'}", schema="audit")
+
+
+def test_a_reader_does_not_create_a_missing_sqlite_database(tmp_path: Path) -> None:
+    path = tmp_path / "audit.sqlite"
+
+    with pytest.raises(StoreError, match="there is no audit database"):
+        SqlStore(f"sqlite:///{path}", create=False)
+
+    assert not path.exists()
+
+
+def test_a_reader_refuses_a_database_without_audit_tables(
+    database: tuple[str, str | None],
+) -> None:
+    url, schema = database
+    SqlStore(url, schema=schema, table_prefix="other_").close()
+
+    with pytest.raises(StoreError, match="holds no autotuner audit tables"):
+        SqlStore(url, schema=schema, create=False)
+
+
+def test_a_reader_opens_what_the_daemon_wrote(database: tuple[str, str | None]) -> None:
+    url, schema = database
+    writer = SqlStore(url, schema=schema)
+    intent = writer.record_intent(decision())
+    writer.close()
+
+    reader = SqlStore(url, schema=schema, create=False)
+    records = reader.history()
+    reader.close()
+
+    assert [r.id for r in records] == [intent]
