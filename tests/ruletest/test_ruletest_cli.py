@@ -165,6 +165,24 @@ def test_phase_of_a_rule_with_several_targets_needs_labels(
     assert main(["test", str(path)]) == 0
 
 
+def test_input_interval_may_differ_from_evaluation_interval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Values every 2m, evaluations every 1m: at 1m the sample of 0m still answers.
+    body = PASSING.replace("    input_series:", "    interval: 2m\n    input_series:").replace(
+        "'150x6'", "'150 150 10'"
+    )
+    body = body.replace(
+        "      - eval_time: 5m\n        actions:\n"
+        "          - {rule: queue-deep, knob: deployment/jobs/workers, from: 4, to: 8}\n",
+        "      - eval_time: 4m\n        actions: []\n        phases:\n"
+        "          - {rule: queue-deep, phase: inactive}\n",
+    )
+    assert "interval: 2m" in body and "eval_time: 4m" in body
+    path = write_test(tmp_path, body)
+    assert main(["test", str(path)]) == 0, capsys.readouterr().out
+
+
 def test_run_selects_groups_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     failing = PASSING.replace("from: 2, to: 4", "from: 2, to: 3")
     path = write_test(tmp_path, failing)
