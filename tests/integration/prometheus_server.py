@@ -236,11 +236,13 @@ class RecordedQuery:
 class FakeQueryApi:
     """A stand-in for /api/v1/query that records requests and answers `answers[expr]`.
 
-    An expression not in `answers` gets a one-sample vector of value 1. Expressions listed in
+    An expression not in `answers` gets a one-sample vector of value 1; one in `raw` gets that
+    (HTTP status, body) as it is, for the answers of broken proxies. Expressions listed in
     `slow` are answered after `slow_seconds`. With `tls=(certfile, keyfile)` it speaks HTTPS.
     """
 
     answers: Mapping[str, object] = field(default_factory=dict)
+    raw: Mapping[str, tuple[int, bytes]] = field(default_factory=dict)
     slow: frozenset[str] = frozenset()
     slow_seconds: float = 5.0
     tls: tuple[Path, Path] | None = None
@@ -259,7 +261,10 @@ class FakeQueryApi:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*self.tls)
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes shutdown quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -313,9 +318,12 @@ class FakeQueryApi:
                         "result": [{"metric": {}, "value": [float(at), "1"]}],
                     },
                 }
+                status = 200 if path == "/api/v1/query" else 404
                 body = json.dumps(api.answers.get(expr, default)).encode()
+                if expr in api.raw:
+                    status, body = api.raw[expr]
                 try:
-                    self.send_response(200 if path == "/api/v1/query" else 404)
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()

@@ -287,6 +287,68 @@ def test_tls_is_verified_by_default_and_a_ca_bundle_makes_it_trusted(tmp_path: P
     assert isinstance(trusted, Series)
 
 
+def vector_of(count: int) -> object:
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": {"pod": f"pod-{i}"}, "value": [1_700_000_000, "1"]} for i in range(count)
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("answers", "raw", "expected"),
+    [
+        ({}, {"q": (401, b"Unauthorized")}, "Prometheus refused the credentials (HTTP 401)"),
+        (
+            {},
+            {"q": (502, b"<html>Bad Gateway</html>")},
+            "Prometheus answered HTTP 502 with a body that is not JSON: '<html>Bad Gateway</html>'",
+        ),
+        (
+            {},
+            {"q": (422, b'{"status":"error","errorType":"execution","error":"too many samples"}')},
+            "Prometheus could not evaluate the query (execution): too many samples",
+        ),
+        (
+            {"q": {"status": "success", "data": {"resultType": "string", "result": [1, "x"]}}},
+            {},
+            "the query returns a string, not a number",
+        ),
+        (
+            {"q": {"status": "success", "data": {"resultType": "vector", "result": [{}]}}},
+            {},
+            "cannot read: a series without a label set",
+        ),
+        ({"q": vector_of(2000)}, {}, "the answer is larger than 65536 bytes"),
+    ],
+    ids=["unauthorized", "html-from-a-proxy", "execution-error", "string", "malformed", "huge"],
+)
+def test_answers_that_are_not_numbers_are_no_data_saying_why(
+    answers: Mapping[str, object], raw: Mapping[str, tuple[int, bytes]], expected: str
+) -> None:
+    with FakeQueryApi(answers=answers, raw=raw) as api:
+        settings = PrometheusSettings(api.url, max_response_bytes=65536)
+        with PrometheusSource(settings) as own:
+            answer = fetch_one(own, "q")
+
+    assert expected in no_data_reason(answer)
+
+
+def test_a_closed_source_answers_no_data() -> None:
+    with FakeQueryApi() as api:
+        own = PrometheusSource(PrometheusSettings(api.url))
+        own.close()
+
+        answer = fetch_one(own, "q")
+
+    assert no_data_reason(answer) == "the Prometheus source was closed; no query was sent"
+    assert api.received == []
+
+
 def test_secrets_never_appear_in_reprs(tmp_path: Path) -> None:
     with_token = PrometheusSettings("https://prom.example", bearer_token="tok-123")
     with_password = PrometheusSettings(
