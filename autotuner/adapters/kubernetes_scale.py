@@ -74,16 +74,17 @@ def api_client_from_kubeconfig(
     path: str | None = None, context: str | None = None
 ) -> client.ApiClient:
     """An API client from a kubeconfig file ($KUBECONFIG or ~/.kube/config when path is None)."""
+    # Looked up now: the client library reads $KUBECONFIG once, when it is imported.
+    where = path or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     configuration = client.Configuration()
     try:
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path,
+            config_file=where,
             context=context,
             client_configuration=configuration,
             persist_config=False,
         )
     except (config.ConfigException, OSError, ValueError) as error:
-        where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise KubernetesConfigError(
             f"cannot use kubeconfig {where}"
             + (f" (context {context})" if context else "")
@@ -246,25 +247,31 @@ class KubernetesScaleActuator:
                 continue
             workload = workloads.get(knob.name)
             refusal = self._refusal(knob, workload, owners)
-            readings[knob] = refusal or KnobValue(float(cast(_Workload, workload).replicas))
+            if refusal is not None:
+                readings[knob] = refusal[1]
+            elif workload is not None:
+                readings[knob] = KnobValue(float(workload.replicas))
         return readings
 
+    @staticmethod
     def _refusal(
-        self, knob: KnobRef, workload: _Workload | None, owners: Mapping[tuple[str, str], str]
-    ) -> KnobUnreadable | None:
-        """Why this workload must not be scaled now, if it must not."""
+        knob: KnobRef, workload: _Workload | None, owners: Mapping[tuple[str, str], str]
+    ) -> tuple[str, KnobUnreadable] | None:
+        """Why this workload must not be scaled now, if it must not: a code word and the reading."""
         where = _describe(knob)
         if workload is None:
-            return KnobUnreadable(f"{where} not found", missing=True)
+            return "not_found", KnobUnreadable(f"{where} not found", missing=True)
         if workload.paused:
-            return KnobUnreadable(
+            return "paused", KnobUnreadable(
                 f'{where} is paused by its annotation {PAUSED_ANNOTATION}: "true"', skip=True
             )
         owner = owners.get((knob.kind.value, knob.name))
         if owner is not None:
-            return KnobUnreadable(f"{where} is owned by {owner}; not scaling it", skip=True)
+            return "owned", KnobUnreadable(
+                f"{where} is owned by {owner}; not scaling it", skip=True
+            )
         if workload.deleting:
-            return KnobUnreadable(f"{where} is being deleted", skip=True)
+            return "deleting", KnobUnreadable(f"{where} is being deleted", skip=True)
         return None
 
     def _owners(self, namespace: str) -> dict[tuple[str, str], str] | _Failure:
@@ -428,11 +435,12 @@ class KubernetesScaleActuator:
                 return failed(owners)
             refusal = self._refusal(knob, workload, owners)
             if refusal is not None:
+                code, reading = refusal
                 return Outcome(
                     OutcomeStatus.SKIPPED,
-                    refusal.reason,
+                    reading.reason,
                     old=current,
-                    extra=extra | {"error": "owned" if refusal.skip else "not_found"},
+                    extra=extra | {"error": code},
                 )
             if workload.replicas != current:
                 return Outcome(

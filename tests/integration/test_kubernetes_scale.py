@@ -14,6 +14,7 @@ from autotuner.adapters.kubernetes_scale import (
     KubernetesConfigError,
     KubernetesScaleActuator,
     KubernetesScaleSettings,
+    api_client_auto,
     api_client_from_kubeconfig,
     api_client_in_cluster,
 )
@@ -309,11 +310,9 @@ def test_ownership_is_checked_again_when_applying(
     kube.annotate("deployments", "crm", "ml", "autotuner.io/paused", "true")
     owned = actuator.apply(decision())
     paused = actuator.apply(decision(ML, 2, 3))
-    assert (
-        owned.status is OutcomeStatus.SKIPPED
-        and "HorizontalPodAutoscaler crm/api-hpa" in owned.detail
-    )
-    assert paused.status is OutcomeStatus.SKIPPED and "paused" in paused.detail
+    assert owned.status is OutcomeStatus.SKIPPED and owned.extra["error"] == "owned"
+    assert "HorizontalPodAutoscaler crm/api-hpa" in owned.detail
+    assert paused.status is OutcomeStatus.SKIPPED and paused.extra["error"] == "paused"
     assert kube.writes("/scale$") == []
 
 
@@ -448,3 +447,13 @@ def test_configuration_errors_say_what_to_fix(tmp_path: Path) -> None:
         api_client_in_cluster(token_path=str(tmp_path / "token"), environ={})
     with pytest.raises(ValueError, match="request_timeout"):
         KubernetesScaleSettings(request_timeout=0)
+
+
+def test_auto_configuration_uses_the_kubeconfig_outside_a_pod(
+    kube: FakeKubeApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", kube.url)))
+    scaler = KubernetesScaleActuator(api_client_auto())
+    assert scaler.read([API]) == {API: KnobValue(3.0)}
+    scaler.close()
