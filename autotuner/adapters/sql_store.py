@@ -223,7 +223,9 @@ class SqlStore:
             try:
                 self._prepare()
                 return
-            except (IntegrityError, OperationalError, ProgrammingError):
+            except (IntegrityError, OperationalError, ProgrammingError) as err:
+                if not _lost_creation_race(err):
+                    raise
                 time.sleep(0.1)
         self._prepare()
 
@@ -243,6 +245,8 @@ class SqlStore:
                     f"autotuner knows only version {SCHEMA_VERSION}; run the autotuner version "
                     "that wrote it, or give a new database URL or table prefix"
                 )
+            if not self._create:
+                return
             self._metadata.create_all(connection)
             if found is None:
                 connection.execute(
@@ -425,6 +429,12 @@ class SqlStore:
 
         records: list[AuditRecord] = self._run("read decisions", fetch)
         return records
+
+
+def _lost_creation_race(err: SQLAlchemyError) -> bool:
+    # PostgreSQL reports a table created meanwhile as a unique violation in its catalog,
+    # SQLite as "table ... already exists".
+    return isinstance(err, IntegrityError) or "already exists" in str(err)
 
 
 def _first_line(err: Exception) -> str:
