@@ -245,9 +245,9 @@ class LeaseElector:
         self._monotonic = monotonic
         self._wall_clock = wall_clock
         self._jitter = jitter or _random_jitter
-        # A request may take no longer than the retry period, so one hung call cannot stall
-        # the loop; acting is time-bounded by `may_act` regardless.
-        self._request_timeout = self.timing.retry_period
+        # A step's two requests fit within the renew deadline, so one hung call cannot stall
+        # the loop past it; acting is time-bounded by `may_act` regardless.
+        self._request_timeout = self.timing.renew_deadline / 2
         self._lock = threading.Lock()
         self._state = ElectionState()
         self._stop = threading.Event()
@@ -259,7 +259,8 @@ class LeaseElector:
             return self._state
 
     def may_act(self) -> bool:
-        return may_act(self.state, self.timing, self._monotonic())
+        # Once released, never again: a renewal still in flight must not revive leadership.
+        return not self._stop.is_set() and may_act(self.state, self.timing, self._monotonic())
 
     def step(self) -> bool:
         """One attempt to acquire or renew; True if this replica may act afterwards."""
@@ -323,10 +324,11 @@ class LeaseElector:
             self._state = after_write(self._state, write, new_version, started, self._monotonic())
 
     def run(self) -> None:
-        """Try every retry period (with client-go's jitter) until `release()`."""
+        """Try every retry period until `release()`; as client-go, a leader renews at a steady
+        pace while the others spread their attempts with jitter."""
         while not self._stop.is_set():
-            self.step()
-            self._stop.wait(self.timing.retry_period * self._jitter())
+            leading = self.step()
+            self._stop.wait(self.timing.retry_period * (1.0 if leading else self._jitter()))
 
     def start(self) -> None:
         if self._thread is None:
@@ -335,13 +337,13 @@ class LeaseElector:
 
     def release(self) -> None:
         """Stop acting at once, stop the election, and hand the lease back if still ours."""
-        with self._lock:
-            was_leader = self._state.renewed_at is not None
-            self._state = replace(self._state, renewed_at=None)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self._request_timeout * 3)
             self._thread = None
+        with self._lock:
+            was_leader = self._state.renewed_at is not None
+            self._state = replace(self._state, renewed_at=None)
         if not was_leader:
             return
         try:
