@@ -4,9 +4,10 @@
 with a generated config and a temporary data directory. It scrapes `exporter` every second and
 is ready once the exporter has been scraped often enough that `rate(...[RATE_WINDOW])` is exact.
 
-The exporter's counters grow linearly with wall-clock time at the rates in `APP_RATES` and
-`CACHE_RATES`, so `rate()`, ratios and `histogram_quantile()` give values a test can work out
-by hand, however long the server has been running.
+The exporter serves the CRM app's metrics under the names the shipped rules query. Its counters
+grow linearly with wall-clock time at the rates in `LATENCY` and `CACHES`, so `rate()`, ratios
+and `histogram_quantile()` give values a test can work out by hand, however long the server
+has been running.
 
 `FakeQueryApi` answers the instant-query endpoint itself, for what a real Prometheus cannot be
 made to do on demand: answer slowly, show the headers it received, or speak TLS.
@@ -33,7 +34,12 @@ from wsgiref.simple_server import WSGIServer
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 SCRAPE_INTERVAL_SECONDS = 1.0
@@ -43,24 +49,49 @@ SCRAPE_INTERVAL_SECONDS = 1.0
 RATE_WINDOW = "4s"
 SCRAPES_BEFORE_READY = 6
 
-# Histogram bucket bounds of `http_request_duration_seconds`.
+NAMESPACE = "crm"
+
+# Histogram bucket bounds of the latency histograms.
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5)
 
-# Per deployment: requests per second falling at or below each bound of BUCKETS (cumulative,
-# as Prometheus buckets are), then the total per second.
-APP_RATES: Mapping[str, tuple[tuple[float, ...], float]] = {
-    # Every request takes between 0.25 s and 0.5 s.
-    "api": ((0.0, 0.0, 20.0, 20.0, 20.0), 20.0),
-    # 18 of 20 requests take under 0.1 s, the other 2 between 1 s and 2.5 s.
-    "ml": ((18.0, 18.0, 18.0, 18.0, 20.0), 20.0),
+
+@dataclass(frozen=True)
+class LatencyTraffic:
+    """One deployment's requests per second at or below each bound of BUCKETS (cumulative, as
+    Prometheus buckets are), and in all."""
+
+    histogram: str
+    deployment: str
+    cumulative: tuple[float, ...]
+    total: float
+
+
+LATENCY = (
+    # Every API request takes between 0.25 s and 0.5 s.
+    LatencyTraffic("http_request_duration_seconds", "api", (0, 0, 20, 20, 20), 20),
+    # 18 of 20 predictions take under 0.1 s, the other 2 between 1 s and 2.5 s.
+    LatencyTraffic("ml_prediction_duration_seconds", "ml", (18, 18, 18, 18, 20), 20),
+)
+
+
+@dataclass(frozen=True)
+class CacheTraffic:
+    """Per second: lookups, hits among them, and stale hits among those."""
+
+    requests: float
+    hits: float
+    stale_hits: float
+
+
+# "cold" sees no traffic: its ratios are 0/0.
+CACHES: Mapping[str, CacheTraffic] = {
+    "profile": CacheTraffic(40, 30, 3),
+    "session": CacheTraffic(20, 10, 0),
+    "cold": CacheTraffic(0, 0, 0),
 }
 
-# Per cache: (lookups per second, hits per second). "cold" sees no traffic: its ratio is 0/0.
-CACHE_RATES: Mapping[str, tuple[float, float]] = {
-    "profile": (40.0, 30.0),
-    "session": (20.0, 10.0),
-    "cold": (0.0, 0.0),
-}
+# Per API pod: database connections in use, and the pool's size.
+DB_POOLS: Mapping[str, tuple[float, float]] = {"api-0": (17, 20), "api-1": (15, 20)}
 
 
 def free_port() -> int:
@@ -70,32 +101,46 @@ def free_port() -> int:
         return port
 
 
-class LinearTrafficCollector(Collector):
-    """Counters that equal rate x seconds since the collector was made, at every scrape."""
+class CrmAppCollector(Collector):
+    """The CRM app's metrics, under the names the shipped rules query.
+
+    Counters equal rate x seconds since the collector was made, at every scrape.
+    """
 
     def __init__(self) -> None:
         self._start = time.time()
 
     def collect(self) -> Iterable[Metric]:
         elapsed = time.time() - self._start
-        durations = HistogramMetricFamily(
-            "http_request_duration_seconds",
-            "Request latency.",
-            labels=("namespace", "deployment"),
-        )
-        for deployment, (cumulative, total) in APP_RATES.items():
+        families: list[Metric] = []
+        for traffic in LATENCY:
+            histogram = HistogramMetricFamily(
+                traffic.histogram, "Latency.", labels=("namespace", "deployment")
+            )
             buckets = [
                 (f"{bound:g}", per_second * elapsed)
-                for bound, per_second in zip(BUCKETS, cumulative, strict=True)
+                for bound, per_second in zip(BUCKETS, traffic.cumulative, strict=True)
             ]
-            buckets.append(("+Inf", total * elapsed))
-            durations.add_metric(["crm", deployment], buckets, sum_value=0.3 * total * elapsed)
-        lookups = CounterMetricFamily("cache_lookups", "Cache lookups.", labels=("cache",))
-        hits = CounterMetricFamily("cache_hits", "Cache hits.", labels=("cache",))
-        for cache, (lookups_per_second, hits_per_second) in CACHE_RATES.items():
-            lookups.add_metric([cache], lookups_per_second * elapsed)
-            hits.add_metric([cache], hits_per_second * elapsed)
-        return [durations, lookups, hits]
+            buckets.append(("+Inf", traffic.total * elapsed))
+            histogram.add_metric(
+                [NAMESPACE, traffic.deployment], buckets, sum_value=0.3 * traffic.total * elapsed
+            )
+            families.append(histogram)
+        counters = {
+            kind: CounterMetricFamily(f"crm_cache_{kind}", f"Cache {kind}.", labels=("cache",))
+            for kind in ("requests", "hits", "stale_hits")
+        }
+        for cache, cache_traffic in CACHES.items():
+            for kind, counter in counters.items():
+                counter.add_metric([cache], getattr(cache_traffic, kind) * elapsed)
+        families.extend(counters.values())
+        in_use = GaugeMetricFamily("crm_db_pool_connections_in_use", "In use.", labels=("pod",))
+        size = GaugeMetricFamily("crm_db_pool_connections_max", "Pool size.", labels=("pod",))
+        for pod, (used, most) in DB_POOLS.items():
+            in_use.add_metric([pod], used)
+            size.add_metric([pod], most)
+        families.extend((in_use, size))
+        return families
 
 
 class Exporter:
@@ -103,7 +148,7 @@ class Exporter:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(LinearTrafficCollector())
+        self.registry.register(CrmAppCollector())
         self.port = free_port()
         self._server: WSGIServer | None = None
 

@@ -15,11 +15,13 @@ from autotuner.adapters.prometheus import (
     PrometheusSettingsError,
     PrometheusSource,
 )
+from autotuner.config.loader import load_rules
+from autotuner.core.engine import knobs_to_read
 from autotuner.core.model import MetricAnswer, MetricQuery, NoData, Series
 from tests.integration.prometheus_server import (
-    APP_RATES,
     BUCKETS,
-    CACHE_RATES,
+    CACHES,
+    LATENCY,
     RATE_WINDOW,
     SCRAPE_INTERVAL_SECONDS,
     FakeQueryApi,
@@ -29,9 +31,11 @@ from tests.integration.prometheus_server import (
 
 pytestmark = pytest.mark.integration
 
+SHIPPED_RULES = Path(__file__).resolve().parents[2] / "rules"
+
 HIT_RATIO = (
-    f"sum by (cache) (rate(cache_hits_total[{RATE_WINDOW}]))"
-    f" / sum by (cache) (rate(cache_lookups_total[{RATE_WINDOW}]))"
+    f"sum by (cache) (rate(crm_cache_hits_total[{RATE_WINDOW}]))"
+    f" / sum by (cache) (rate(crm_cache_requests_total[{RATE_WINDOW}]))"
 )
 
 
@@ -40,8 +44,9 @@ def fetch_one(source: PrometheusSource, expr: str, at: float | None = None) -> M
 
 
 def values_by(answer: MetricAnswer, label: str) -> Mapping[str, float]:
+    """Each sample's value under its `label` ("" for a sample without it)."""
     assert isinstance(answer, Series), answer
-    return {dict(sample.labels)[label]: sample.value for sample in answer.samples}
+    return {dict(sample.labels).get(label, ""): sample.value for sample in answer.samples}
 
 
 def no_data_reason(answer: MetricAnswer) -> str:
@@ -69,21 +74,32 @@ def source(prometheus_server: PrometheusServer) -> Iterator[PrometheusSource]:
 
 
 def test_p95_latency_from_real_histogram_buckets(source: PrometheusSource) -> None:
-    answer = fetch_one(
-        source,
-        "histogram_quantile(0.95, sum by (le, deployment) "
-        f'(rate(http_request_duration_seconds_bucket{{namespace="crm"}}[{RATE_WINDOW}])))',
-    )
+    queries = [
+        MetricQuery(
+            traffic.deployment,
+            "histogram_quantile(0.95, sum by (le, namespace, deployment) "
+            f'(rate({traffic.histogram}_bucket{{namespace="crm"}}[{RATE_WINDOW}])))',
+        )
+        for traffic in LATENCY
+    ]
 
-    expected = {name: histogram_quantile(0.95, *rates) for name, rates in APP_RATES.items()}
-    assert expected == pytest.approx({"api": 0.4875, "ml": 1.75})
-    assert values_by(answer, "deployment") == pytest.approx(expected, rel=1e-6)
+    answers = source.fetch(queries, time.time())
+
+    for traffic in LATENCY:
+        expected = histogram_quantile(0.95, traffic.cumulative, traffic.total)
+        assert values_by(answers[traffic.deployment], "deployment") == pytest.approx(
+            {traffic.deployment: expected}, rel=1e-6
+        )
+    # The interpolation worked out by hand, as a check on the helper above.
+    assert [histogram_quantile(0.95, t.cumulative, t.total) for t in LATENCY] == pytest.approx(
+        [0.4875, 1.75]
+    )
 
 
 def test_rate_of_a_counter_per_label_set(source: PrometheusSource) -> None:
-    answer = fetch_one(source, f"sum by (cache) (rate(cache_lookups_total[{RATE_WINDOW}]))")
+    answer = fetch_one(source, f"sum by (cache) (rate(crm_cache_requests_total[{RATE_WINDOW}]))")
 
-    expected = {cache: lookups for cache, (lookups, _) in CACHE_RATES.items()}
+    expected = {cache: traffic.requests for cache, traffic in CACHES.items()}
     # Scrape timestamps and the exporter's clock differ by a few milliseconds.
     assert values_by(answer, "cache") == pytest.approx(expected, rel=0.05, abs=1e-9)
 
@@ -96,10 +112,31 @@ def test_hit_ratio_keeps_each_cache_and_drops_the_one_at_zero_over_zero(
     assert values_by(answer, "cache") == pytest.approx({"profile": 0.75, "session": 0.5})
 
 
+def test_the_shipped_rules_get_answers_whose_labels_name_their_knobs(
+    source: PrometheusSource,
+) -> None:
+    ruleset = load_rules([SHIPPED_RULES])
+
+    answers = source.fetch(ruleset.queries, time.time())
+
+    assert {name: answer for name, answer in answers.items() if isinstance(answer, NoData)} == {}
+    assert values_by(answers["db_pool_usage"], "") == pytest.approx({"": 32 / 40})
+    knobs = {knob.id for knob in knobs_to_read(ruleset, answers)}
+    assert {
+        "deployment/crm/api",
+        "deployment/crm/ml",
+        "key/crm:cache:ttl:profile",
+        "key/crm:cache:ttl:session",
+        "key/crm:db:pool_size",
+    } <= knobs
+    # No traffic, so a hit ratio of 0/0: nothing to act on.
+    assert "key/crm:cache:ttl:cold" not in knobs
+
+
 def test_zero_over_zero_alone_is_no_data_saying_nan(source: PrometheusSource) -> None:
     cold_ratio = (
-        f'rate(cache_hits_total{{cache="cold"}}[{RATE_WINDOW}])'
-        f' / rate(cache_lookups_total{{cache="cold"}}[{RATE_WINDOW}])'
+        f'rate(crm_cache_hits_total{{cache="cold"}}[{RATE_WINDOW}])'
+        f' / rate(crm_cache_requests_total{{cache="cold"}}[{RATE_WINDOW}])'
     )
 
     reason = no_data_reason(fetch_one(source, cold_ratio))
@@ -109,13 +146,13 @@ def test_zero_over_zero_alone_is_no_data_saying_nan(source: PrometheusSource) ->
 
 
 def test_division_by_zero_is_no_data_never_infinity(source: PrometheusSource) -> None:
-    answer = fetch_one(source, f"sum(rate(cache_hits_total[{RATE_WINDOW}])) / 0")
+    answer = fetch_one(source, f"sum(rate(crm_cache_hits_total[{RATE_WINDOW}])) / 0")
 
     assert "+Inf" in no_data_reason(answer)
 
 
 def test_empty_result_is_no_data(source: PrometheusSource) -> None:
-    answer = fetch_one(source, 'cache_lookups_total{cache="no-such-cache"}')
+    answer = fetch_one(source, 'crm_cache_requests_total{cache="no-such-cache"}')
 
     assert no_data_reason(answer) == "the query returned no series"
 
@@ -123,7 +160,7 @@ def test_empty_result_is_no_data(source: PrometheusSource) -> None:
 def test_syntax_error_fails_only_its_own_metric(source: PrometheusSource) -> None:
     answers = source.fetch(
         [
-            MetricQuery("broken", f"rate(cache_lookups_total[{RATE_WINDOW}]"),
+            MetricQuery("broken", f"rate(crm_cache_requests_total[{RATE_WINDOW}]"),
             MetricQuery("ratio", HIT_RATIO),
         ],
         time.time(),
@@ -135,12 +172,12 @@ def test_syntax_error_fails_only_its_own_metric(source: PrometheusSource) -> Non
 
 
 def test_scalar_answer_is_one_sample_without_labels(source: PrometheusSource) -> None:
-    answer = fetch_one(source, f"scalar(sum(rate(cache_hits_total[{RATE_WINDOW}])))")
+    answer = fetch_one(source, f"scalar(sum(rate(crm_cache_hits_total[{RATE_WINDOW}])))")
 
     assert isinstance(answer, Series)
     [sample] = answer.samples
     assert sample.labels == ()
-    assert sample.value == pytest.approx(sum(hits for _, hits in CACHE_RATES.values()), rel=0.05)
+    assert sample.value == pytest.approx(sum(traffic.hits for traffic in CACHES.values()), rel=0.05)
 
 
 def test_queries_are_evaluated_at_the_ticks_time(source: PrometheusSource) -> None:
@@ -156,7 +193,7 @@ def test_queries_are_evaluated_at_the_ticks_time(source: PrometheusSource) -> No
 def test_matrix_answer_is_each_series_last_sample(source: PrometheusSource) -> None:
     at = time.time()
 
-    answer = fetch_one(source, 'cache_lookups_total{cache="profile"}[30s]', at)
+    answer = fetch_one(source, 'crm_cache_requests_total{cache="profile"}[30s]', at)
 
     assert isinstance(answer, Series)
     [sample] = answer.samples
@@ -172,7 +209,9 @@ def test_matrix_sample_older_than_the_staleness_limit_is_no_data(
     settings = PrometheusSettings(prometheus_server.url, staleness_limit_seconds=3)
     with PrometheusSource(settings) as strict:
         # Ten seconds ahead the newest sample is at least ten seconds old.
-        answer = fetch_one(strict, 'cache_lookups_total{cache="profile"}[1m]', time.time() + 10)
+        answer = fetch_one(
+            strict, 'crm_cache_requests_total{cache="profile"}[1m]', time.time() + 10
+        )
 
     reason = no_data_reason(answer)
     assert "older than the 3 s staleness limit" in reason
