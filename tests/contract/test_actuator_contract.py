@@ -30,6 +30,7 @@ from autotuner.core.model import (
     Verdict,
 )
 from tests.integration.redis_server import RedisServer
+from tests.kube_api.harness import kubernetes_harness
 
 
 class ActuatorHarness(Protocol):
@@ -119,6 +120,7 @@ def redis_harness() -> Iterator[ActuatorHarness]:
 
 IMPLEMENTATIONS = [
     Implementation("redis", redis_harness),
+    Implementation("kubernetes", kubernetes_harness),
 ]
 
 
