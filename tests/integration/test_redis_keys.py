@@ -10,6 +10,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -563,3 +564,31 @@ def test_any_finite_number_written_reads_back_exactly(
 
     assert outcome.status is OutcomeStatus.APPLIED
     assert actuator.read([ttl])[ttl] == KnobValue(end)
+
+
+def test_many_knobs_are_read_in_one_round_trip(
+    actuator: RedisKeyActuator,
+    shared: redis.Redis,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    knobs = [key(f"ttl:{n}", field="seconds" if n % 2 else "") for n in range(50)]
+    for knob in knobs:
+        if knob.field:
+            shared.hset(actuator.key_of(knob), knob.field, "60")
+        else:
+            shared.set(actuator.key_of(knob), "60")
+    actuator.read(knobs[:1])  # opens the pooled connection, whose handshake is not counted
+    sends = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting_send(self: redis.connection.AbstractConnection, *args: Any, **kw: Any) -> None:
+        sends.append(1)
+        send(self, *args, **kw)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting_send)
+
+    readings = actuator.read(knobs)
+
+    assert set(readings.values()) == {KnobValue(60.0)}
+    assert len(sends) == 1
