@@ -75,7 +75,7 @@ def actuator(kube: FakeKubeApi, tmp_path: Path) -> Iterator[KubernetesScaleActua
     )
     scaler = KubernetesScaleActuator(
         api_client,
-        KubernetesScaleSettings(request_timeout=0.3, instance="autotuner-0"),
+        KubernetesScaleSettings(request_timeout=1.0, instance="autotuner-0"),
         clock=lambda: NOW,
     )
     yield scaler
@@ -349,9 +349,9 @@ def test_dry_run_and_non_change_verdicts_write_nothing(
         ),
         (Fault(path=SCALE_PATH, method="PUT", status=429), "throttled", "throttled"),
         (
-            Fault(path=SCALE_PATH, method="PUT", delay=1.0),
+            Fault(path=SCALE_PATH, method="PUT", delay=2.5),
             "timeout",
-            "no answer from the API server within 0.3s; the change may or may not have taken effect",
+            "no answer from the API server within 1s; the change may or may not have taken effect",
         ),
         (
             Fault(path="/deployments/api$", method="GET", status=404),

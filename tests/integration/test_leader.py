@@ -290,7 +290,7 @@ def test_the_election_thread_acquires_and_release_stops_it(kube: FakeKubeApi) ->
         namespace=LEASE[0],
         name=LEASE[1],
         identity="pod-a",
-        timing=ElectionTiming(lease_duration=2, renew_deadline=1, retry_period=0.05),
+        timing=ElectionTiming(lease_duration=4, renew_deadline=2, retry_period=0.05),
     )
     a.start()
     deadline = time.monotonic() + 5

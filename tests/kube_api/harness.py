@@ -28,7 +28,7 @@ class KubernetesHarness:
         # A stopped server must fail fast, not after urllib3's default retries.
         configuration.retries = False
         self.actuator = KubernetesScaleActuator(
-            client.ApiClient(configuration), KubernetesScaleSettings(request_timeout=0.5)
+            client.ApiClient(configuration), KubernetesScaleSettings(request_timeout=2.0)
         )
 
     def close(self) -> None:
