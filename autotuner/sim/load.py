@@ -130,7 +130,7 @@ def _base_rps(base: Base, times: FloatArray) -> FloatArray:
         return np.asarray(base.mean_rps * (1.0 + base.amplitude * np.cos(phase)))
     counts = np.asarray(base.per_minute, dtype=np.float64)
     trace_minutes = base.start_minute + times * base.speedup / 60.0
-    if trace_minutes[-1] > len(counts) - 1:
+    if trace_minutes[-1] > len(counts):
         raise TraceError(
             f"trace {base.name!r} has {len(counts)} minutes; the run needs minute "
             f"{trace_minutes[-1]:.0f} (shorten the run, lower start_minute or speedup)"

@@ -265,7 +265,7 @@ def _one_of(located: Located, path: tuple[str | int, ...], present: list[str], k
         raise ConfigError([located.problem(path, f"write exactly one of {kinds} (found {found})")])
 
 
-def _base(spec: BaseSpec, located: Located, directory: Path) -> Base:
+def _base(spec: BaseSpec, located: Located, directory: Path, duration: float) -> Base:
     path: tuple[str | int, ...] = ("load", "base")
     present = [k for k in ("constant", "diurnal", "trace") if getattr(spec, k) is not None]
     _one_of(located, path, present, "constant, diurnal, trace")
@@ -290,6 +290,17 @@ def _base(spec: BaseSpec, located: Located, directory: Path) -> Base:
             label = trace.file
     except TraceError as error:
         raise ConfigError([located.problem(trace_path, str(error))]) from None
+    needed = trace.start_minute + duration * trace.speedup / 60.0
+    if needed > len(counts):
+        raise ConfigError(
+            [
+                located.problem(
+                    trace_path,
+                    f"the trace has {len(counts)} minutes but the run needs {needed:.0f}; "
+                    "shorten `duration`, lower `start_minute` or `speedup`",
+                )
+            ]
+        )
     return Trace(counts, trace.peak_rps, trace.start_minute, trace.speedup, label)
 
 
@@ -416,8 +427,11 @@ def _compile(spec: ScenarioFileSpec, located: Located, path: Path) -> Scenario:
         raise ConfigError([located.problem(("tick",), "the tick must be longer than 0s")])
     if spec.duration < spec.tick:
         raise ConfigError([located.problem(("duration",), "the run must last at least one tick")])
-    load = LoadSpec(_base(spec.load.base, located, directory), _events(spec.load, located),
-                    spec.load.noise)
+    load = LoadSpec(
+        _base(spec.load.base, located, directory, spec.duration),
+        _events(spec.load, located),
+        spec.load.noise,
+    )
     if spec.policy == "rules" and not spec.rules:
         raise ConfigError(
             [located.problem(("policy",), "the rules policy needs `rules:` (files or folders)")]

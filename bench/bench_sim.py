@@ -1,0 +1,49 @@
+"""How fast the simulator runs: simulated seconds per wall-clock second.
+
+Runs sim/scenarios/worldcup98.yaml (the 21-day WorldCup98 trace, 15 s tick, 120,960 ticks) with
+the shipped rules, and again with the `static` policy to show how the time splits between the
+modelled system and the decision engine. Measured with time.perf_counter around `run` only
+(rule loading and scenario parsing excluded; the cache tables are built before timing).
+
+    python bench/bench_sim.py [SCENARIO]
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+
+from autotuner.config.loader import load_rules
+from autotuner.sim.cache import cache_tables
+from autotuner.sim.runner import Policy, run
+from autotuner.sim.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "sim/scenarios/worldcup98.yaml"
+    scenario = load_scenario(path)
+    ruleset = load_rules(scenario.rule_paths)
+    for cache in scenario.system.caches:
+        cache_tables(cache.keys, cache.zipf)
+    simulated = scenario.settings.duration
+    ticks = int(simulated / scenario.settings.tick)
+    print(f"scenario {scenario.name}: {simulated / 86400:.1f} simulated days, {ticks} ticks")
+    print(f"python {platform.python_version()} on {platform.machine()}, one process")
+    for policy in (Policy.RULES, Policy.STATIC):
+        started = time.perf_counter()
+        run(scenario, policy, ruleset)
+        wall = time.perf_counter() - started
+        print(
+            f"policy {policy.value:6s}: {wall:7.2f} s wall, "
+            f"{simulated / wall:10,.0f} simulated s per wall s, "
+            f"{wall / ticks * 1e6:6.0f} us per tick"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
