@@ -217,6 +217,25 @@ def test_matrix_sample_older_than_the_staleness_limit_is_no_data(
     assert "older than the 3 s staleness limit" in reason
 
 
+def test_a_query_slower_than_the_timeout_on_a_real_prometheus_is_no_data(
+    prometheus_server: PrometheusServer,
+) -> None:
+    # A constant at every second of ten days: over a second of work for this Prometheus.
+    expensive = "count_over_time(vector(1)[10d:1s])"
+    with PrometheusSource(PrometheusSettings(prometheus_server.url, timeout_seconds=0.5)) as own:
+        started = time.monotonic()
+        reason = no_data_reason(fetch_one(own, expensive))
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 1.5
+    # Prometheus is asked to stop a little before the source gives up, but it looks at the
+    # clock only between evaluation steps, so either may speak first.
+    assert reason in (
+        "Prometheus could not evaluate the query (timeout): query timed out in query execution",
+        f"Prometheus at {prometheus_server.url} did not answer within 0.5 s",
+    )
+
+
 def test_stopped_server_is_no_data_saying_it_cannot_be_reached() -> None:
     with PrometheusServer() as server:
         settings = PrometheusSettings(server.url, timeout_seconds=2)
