@@ -35,6 +35,7 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/autotuner check rules/
+	$(BIN)/autotuner test rules/tests/
 
 test: $(STAMP) system-deps lint unit
 	@$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \

@@ -8,7 +8,7 @@ outcome -> state with the outcomes folded in.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autotuner.control.ports import Actuator, AuditStore, MetricSource
 from autotuner.core.engine import evaluate, knobs_to_read, record_outcomes
@@ -87,6 +87,25 @@ def act(decision: Decision, actuators: Sequence[Actuator], dry_run: bool) -> Out
         return Outcome(OutcomeStatus.FAILED, f"the actuator failed: {error}")
 
 
+def _act_recorded(
+    decision: Decision, actuators: Sequence[Actuator], store: AuditStore | None, dry_run: bool
+) -> Outcome:
+    """Intent first, then the action, then its outcome: no action without its audit record."""
+    if store is None:
+        return act(decision, actuators, dry_run)
+    try:
+        intent = store.record_intent(decision)
+    except Exception as error:  # the store's own error type is the adapter's business
+        return Outcome(OutcomeStatus.FAILED, f"not applied: the audit store refused the intent: {error}")
+    outcome = act(decision, actuators, dry_run)
+    try:
+        store.record_outcome(intent, outcome)
+    except Exception as error:
+        # The change happened; its record stays visibly unfinished and the outcome says why.
+        return replace(outcome, extra={**outcome.extra, "audit": f"outcome not recorded: {error}"})
+    return outcome
+
+
 def tick(
     now: float,
     ruleset: RuleSet,
@@ -106,10 +125,6 @@ def tick(
         if decision.verdict is not Verdict.CHANGE:
             pairs.append((decision, Outcome(OutcomeStatus.SKIPPED, decision.reason)))
             continue
-        intent = store.record_intent(decision) if store is not None else None
-        outcome = act(decision, actuators, dry_run)
-        if store is not None and intent is not None:
-            store.record_outcome(intent, outcome)
-        pairs.append((decision, outcome))
+        pairs.append((decision, _act_recorded(decision, actuators, store, dry_run)))
     new_state = record_outcomes(result.state, pairs)
     return TickReport(now, answers, result.evaluations, tuple(pairs), new_state)
