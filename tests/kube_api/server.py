@@ -404,6 +404,8 @@ class FakeKubeApi:
             if not meta.get("generateName"):
                 raise ApiError(422, f"{RESOURCES[plural][2]}: metadata.name: Required value")
             meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        if plural == "events":
+            self._check_event(obj, namespace)
         if (plural, namespace, meta["name"]) in self._objects:
             group = RESOURCES[plural][0]
             qualified = f"{plural}.{group}" if group else plural
@@ -421,6 +423,22 @@ class FakeKubeApi:
         )
         self._objects[(plural, namespace, meta["name"])] = obj
         return 201, copy.deepcopy(obj)
+
+    @staticmethod
+    def _check_event(event: JsonObject, namespace: str) -> None:
+        """The API server's legacy checks for a core/v1 Event about a namespaced object."""
+        involved = event.get("involvedObject")
+        if not isinstance(involved, dict) or not involved.get("name"):
+            raise ApiError(422, "Event is invalid: involvedObject.name: Required value")
+        if involved.get("namespace") != namespace:
+            raise ApiError(
+                422,
+                f"Event is invalid: involvedObject.namespace: Invalid value: "
+                f"{involved.get('namespace')!r}: does not match event.namespace",
+            )
+        for field in ("reason", "action", "reportingInstance"):
+            if len(str(event.get(field) or "")) > 128:
+                raise ApiError(422, f"Event is invalid: {field}: Too long: must be at most 128")
 
     def _conflict(self, plural: str, name: str) -> ApiError:
         group = RESOURCES[plural][0]

@@ -159,3 +159,16 @@ def test_bearer_token_is_required_when_set(api_client: client.ApiClient, api: Fa
     with pytest.raises(client.ApiException) as denied:
         client.AppsV1Api(api_client).list_namespaced_deployment("crm")
     assert denied.value.status == 401
+
+
+def test_an_event_about_another_namespace_is_invalid(
+    api: FakeKubeApi, api_client: client.ApiClient
+) -> None:
+    event = client.CoreV1Event(
+        metadata=client.V1ObjectMeta(name="api.1"),
+        involved_object=client.V1ObjectReference(kind="Deployment", namespace="shop", name="api"),
+        reason="AutotunerScaled",
+    )
+    with pytest.raises(client.ApiException) as invalid:
+        client.CoreV1Api(api_client).create_namespaced_event("crm", event)
+    assert invalid.value.status == 422 and "involvedObject.namespace" in invalid.value.body
