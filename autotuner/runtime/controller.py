@@ -90,6 +90,7 @@ class Controller:
         on_decision: DecisionListener | None = None,
         ready_max_age: float = 120.0,
         retention: float | None = None,
+        restore_state: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._reloader = reloader
@@ -104,6 +105,7 @@ class Controller:
         self._on_decision = on_decision
         self._ready_max_age = ready_max_age
         self._retention = retention
+        self._restore_state = restore_state
         self._last_prune: float | None = None
         self._monotonic = monotonic
         self._stopping = threading.Event()
@@ -217,7 +219,7 @@ class Controller:
         return CycleReport(CycleResult.OK, 0.0, report)
 
     def _restored_state(self) -> EngineState:
-        document = self._store.load_state()
+        document = self._store.load_state() if self._restore_state else None
         if document is None:
             log_event(_LOG, "state.fresh")
             return EngineState()

@@ -111,4 +111,6 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("autotuner").setLevel(level)
+    # The daemon reports skipped and overrunning cycles itself, as structured events.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     return handler

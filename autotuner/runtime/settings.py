@@ -137,12 +137,14 @@ def _template_text(template: Template) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AllowListViolation:
-    rule: str
-    where: str
+    # "rule 'name'" or "budget 'name'", with the file and line when known.
+    subject: str
+    where: str | None
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.where}: rule {self.rule!r}: {self.problem}"
+        prefix = f"{self.where}: " if self.where else ""
+        return f"{prefix}{self.subject}: {self.problem}"
 
 
 class AllowListError(ValueError):
@@ -160,13 +162,13 @@ def check_ruleset(ruleset: RuleSet, allow: AllowList) -> None:
     for rule in ruleset.rules:
         problem = allow.template_refusal(rule.action.knob)
         if problem is not None:
-            where = str(rule.location) if rule.location else "rules"
-            violations.append(AllowListViolation(rule.name, where, problem))
+            where = str(rule.location) if rule.location else None
+            violations.append(AllowListViolation(f"rule {rule.name!r}", where, problem))
     for budget in ruleset.budgets:
         for knob in sorted(budget.knobs):
             problem = allow.refusal(knob)
             if problem is not None:
-                violations.append(AllowListViolation(f"budget {budget.name}", "rules", problem))
+                violations.append(AllowListViolation(f"budget {budget.name!r}", None, problem))
     if violations:
         raise AllowListError(tuple(violations))
 
@@ -200,6 +202,9 @@ class Settings(BaseModel):
     # How long a stopping daemon lets the cycle in flight finish before abandoning it.
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Kubernetes access: a kubeconfig file, else the in-cluster service account inside a pod.
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
     leader_election: bool = False
     lease_name: str = "autotuner"
     lease_namespace: str = "autotuner"
@@ -207,6 +212,8 @@ class Settings(BaseModel):
     allow: AllowList = AllowList()
     # Simulated seconds per real second in the embedded (no Prometheus) mode.
     sim_speed: float = Field(default=60.0, gt=0)
+    # A scenario file for the embedded mode; the built-in flash crowd when unset.
+    sim_scenario: Path | None = None
 
     @field_validator("prometheus_token_file", "redis_password_file")
     @classmethod

@@ -231,7 +231,7 @@ def test_budget_knobs_are_checked() -> None:
         100,
         ((KnobRef(KnobKind.CONFIG_KEY, "other:pool"), KnobRef(KnobKind.DEPLOYMENT, "api", "crm")),),
     )
-    with pytest.raises(AllowListError, match="budget connections"):
+    with pytest.raises(AllowListError, match="budget 'connections'"):
         check_ruleset(_ruleset(budgets=(budget,)), ALLOW)
 
 
