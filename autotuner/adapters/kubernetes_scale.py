@@ -53,7 +53,7 @@ from autotuner.core.model import (
 
 PAUSED_ANNOTATION = "autotuner.io/paused"
 EVENT_REASON = "AutotunerScaled"
-# The core/v1 Event message is shown by `kubectl describe`; keep it to one readable line.
+# An Event's message is meant for `kubectl describe`; events.k8s.io caps its note at 1 kB.
 _EVENT_MESSAGE_LIMIT = 1024
 
 
