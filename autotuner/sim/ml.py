@@ -19,7 +19,7 @@ from autotuner.sim.service import ServiceReading, serve
 class MLSpec:
     replicas: int = 2
     batch_size: int = 8
-    batch_overhead: float = 0.01
+    batch_overhead: float = 0.008
     per_item_seconds: float = 0.002
     max_batch_wait: float = 0.01
     # Share of API requests that call the ML service.

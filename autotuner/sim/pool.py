@@ -11,7 +11,8 @@ max_connections. While busy connections stay within K, a query takes Q0. Past th
 time-slices and thrashes: with A > K connections active, Q = Q0·(A/K)^β with β > 1, so its
 throughput A/Q = (K/Q0)·(A/K)^(1-β) falls as connections grow — the HikariCP pool-sizing lesson
 that an oversized pool is slower. When demand exceeds what the pools and database can serve, all
-connections are busy and the excess waits as a fluid backlog, as in `service`.
+connections are busy and the excess waits as a fluid backlog, as in `service`; a query that
+would wait longer than the acquire timeout fails instead, which bounds the backlog.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class DatabaseSpec:
     concurrency: int = 64
     query_seconds: float = 0.01
     contention_exponent: float = 1.5
+    # A query waits at most this long for a connection, then fails (acquireTimeoutMillis).
+    acquire_timeout: float = 30.0
     # Queries per API request that no cache serves, and per cache miss.
     queries_per_request: float = 1.0
     queries_per_miss: float = 1.0
@@ -95,6 +98,7 @@ def pool_step(
     query_time = base_query * max(1.0, active / spec.concurrency) ** spec.contention_exponent
     throughput = active / query_time
     backlog = max(0.0, backlog + (query_rate - throughput) * dt)
+    backlog = min(backlog, throughput * spec.acquire_timeout)
     wait = backlog / throughput
     served = min(query_rate, throughput) if backlog == 0.0 else throughput
     return PoolReading(

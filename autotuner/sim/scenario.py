@@ -98,7 +98,7 @@ class APIFileSpec(Strict):
 class MLFileSpec(Strict):
     replicas: int = Field(default=2, ge=0)
     batch_size: int = Field(default=8, gt=0)
-    batch_overhead: float = Field(default=0.01, gt=0)
+    batch_overhead: float = Field(default=0.008, gt=0)
     per_item_seconds: float = Field(default=0.002, gt=0)
     max_batch_wait: float = Field(default=0.01, ge=0)
     share: float = Field(default=0.4, ge=0, le=1)
@@ -111,6 +111,7 @@ class DatabaseFileSpec(Strict):
     concurrency: int = Field(default=64, gt=0)
     query_seconds: float = Field(default=0.01, gt=0)
     contention_exponent: float = Field(default=1.5, ge=1)
+    acquire_timeout: Duration = 30.0
     queries_per_request: float = Field(default=1.0, ge=0)
     queries_per_miss: float = Field(default=1.0, ge=0)
 
@@ -344,31 +345,15 @@ def _caches(spec: SystemFileSpec, located: Located) -> tuple[CacheClass, ...]:
 
 
 def _system(spec: SystemFileSpec, located: Located) -> SystemSpec:
-    api, ml, db = spec.api, spec.ml, spec.database
+    api, ml = spec.api, spec.ml
+    ml_fields = ml.model_dump(exclude={"startup_delay"})
     return SystemSpec(
         namespace=spec.namespace,
-        api=APISpec(
-            api.replicas, api.workers, api.cores, api.cpu_seconds, api.startup_delay, api.timeout
-        ),
-        ml=MLSpec(
-            ml.replicas,
-            ml.batch_size,
-            ml.batch_overhead,
-            ml.per_item_seconds,
-            ml.max_batch_wait,
-            ml.share,
-        ),
+        api=APISpec(**api.model_dump()),
+        ml=MLSpec(**ml_fields),
         ml_startup_delay=ml.startup_delay,
         caches=_caches(spec, located),
-        database=DatabaseSpec(
-            db.pool_size,
-            db.max_connections,
-            db.concurrency,
-            db.query_seconds,
-            db.contention_exponent,
-            db.queries_per_request,
-            db.queries_per_miss,
-        ),
+        database=DatabaseSpec(**spec.database.model_dump()),
     )
 
 
