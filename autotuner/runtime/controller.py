@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from autotuner.control.ports import Actuator, AuditStore, Clock
 from autotuner.control.tick import TickReport, tick
 from autotuner.core.model import Decision, Outcome, Phase, Verdict
+from autotuner.core.rules import RuleSet
 from autotuner.core.state import EngineState
 from autotuner.runtime.guards import GuardedActuator, WatchedSource
 from autotuner.runtime.http import ControllerMetrics, ProbeResult
@@ -28,13 +29,16 @@ _LOG = logging.getLogger(__name__)
 
 _PRUNE_EVERY = 3600.0
 
+# The name under which each cycle's per-target outcome is saved, for `autotuner explain`.
+LAST_CYCLE = "last_cycle"
+
 
 class StateStore(AuditStore, Protocol):
     """The audit store, and where the engine state survives restarts and leader changes."""
 
     def load_state(self) -> Mapping[str, Any] | None: ...
 
-    def save_state(self, document: Mapping[str, Any], saved_at: float) -> None: ...
+    def save_state(self, document: Mapping[str, Any], saved_at: float, name: str = ...) -> None: ...
 
     def delete_older_than(self, cutoff: float) -> int: ...
 
@@ -207,6 +211,7 @@ class Controller:
                 guard=self._allow.refusal,
             )
             self._store.save_state(report.state.to_dict(), now)
+            self._store.save_state(last_cycle_document(ruleset, report), now, LAST_CYCLE)
             self._prune(now)
         except Exception as error:
             # Reload the state from the store next time: what it holds is what was recorded.
@@ -275,3 +280,49 @@ class Controller:
             changes=len(report.changes),
             blocked=sum(1 for d, _ in report.decisions if d.verdict is Verdict.BLOCKED),
         )
+
+
+def last_cycle_document(ruleset: RuleSet, report: TickReport) -> dict[str, Any]:
+    """What each rule target saw and decided in this cycle, as JSON-ready data.
+
+    The audit holds only changes; this holds the why of everything else (below threshold,
+    pending, in cooldown, at a bound, blocked, no data), replaced every cycle.
+    """
+    rules = {rule.name: rule for rule in ruleset.rules}
+    decisions = {
+        (decision.rule, decision.labels, decision.knob.id): (decision, outcome)
+        for decision, outcome in report.decisions
+    }
+    targets = []
+    for evaluation in report.evaluations:
+        rule = rules.get(evaluation.rule)
+        if rule is None or evaluation.knob is None:
+            continue
+        knob = evaluation.knob.id
+        state = report.state.target(evaluation.rule, evaluation.labels)
+        entry: dict[str, Any] = {
+            "rule": rule.name,
+            "labels": dict(evaluation.labels),
+            "knob": knob,
+            "metric": rule.metric,
+            "phase": evaluation.phase.value,
+            "value": evaluation.value,
+            "no_data": evaluation.no_data,
+            "comparison": rule.condition.comparison.value,
+            "threshold": rule.condition.threshold,
+            "for_seconds": rule.for_,
+            "cooldown_seconds": rule.cooldown,
+            "active_since": state.active_since,
+            "last_action": state.last_action,
+        }
+        found = decisions.get((evaluation.rule, evaluation.labels, knob))
+        if found is not None:
+            decision, outcome = found
+            entry |= {
+                "verdict": decision.verdict.value,
+                "reason": decision.reason,
+                "outcome": outcome.status.value,
+                "detail": outcome.detail,
+            }
+        targets.append(entry)
+    return {"time": report.now, "targets": targets}

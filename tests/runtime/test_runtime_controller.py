@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -61,7 +62,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.intents: dict[int, Decision] = {}
         self.outcomes: dict[int, Outcome] = {}
-        self.document: Mapping[str, Any] | None = None
+        self.documents: dict[str, Mapping[str, Any]] = {}
         self.saves = 0
         self.fail_intents = False
         self.pruned: list[float] = []
@@ -76,11 +77,17 @@ class MemoryStore:
     def record_outcome(self, intent_id: int, outcome: Outcome) -> None:
         self.outcomes[intent_id] = outcome
 
+    @property
+    def document(self) -> Mapping[str, Any] | None:
+        return self.documents.get("engine")
+
     def load_state(self) -> Mapping[str, Any] | None:
         return self.document
 
-    def save_state(self, document: Mapping[str, Any], saved_at: float) -> None:
-        self.document = document
+    def save_state(
+        self, document: Mapping[str, Any], saved_at: float, name: str = "engine"
+    ) -> None:
+        self.documents[name] = document
         self.saves += 1
 
     def delete_older_than(self, cutoff: float) -> int:
@@ -264,17 +271,31 @@ def test_one_failing_target_does_not_stop_the_others(rig: Rig) -> None:
     assert rig.actuator.knobs["key/crm:ttl"] == 200
 
 
-def test_store_failure_fails_the_cycle_without_acting(rig: Rig) -> None:
+def test_an_unrecorded_intent_is_never_acted_on(rig: Rig) -> None:
     rig.store.fail_intents = True
     rig.source.values = {"latency": 0.9}
+    rig.controller.cycle()
+    assert rig.actuator.knobs[API] == 2
+    assert rig.sample("autotuner_actions_total", rule="scale-api", outcome="failed") == 1
+    rig.store.fail_intents = False
+    rig.clock.time += 15
+    rig.controller.cycle()
+    assert rig.actuator.knobs[API] == 4
+
+
+def test_a_store_that_cannot_save_state_fails_the_cycle(rig: Rig) -> None:
+    def broken_save(document: Mapping[str, Any], saved_at: float, name: str = "") -> None:
+        raise RuntimeError("database unavailable")
+
+    working_save = rig.store.save_state
+    rig.store.save_state = broken_save  # type: ignore[method-assign]
+    rig.source.values = {"latency": 0.1}
     report = rig.controller.cycle()
     assert report.result is CycleResult.FAILED
     assert "database unavailable" in (report.error or "")
-    assert rig.actuator.knobs[API] == 2
     assert rig.sample("autotuner_cycles_total", result="failed") == 1
-    rig.store.fail_intents = False
+    rig.store.save_state = working_save  # type: ignore[method-assign]
     assert rig.controller.cycle().result is CycleResult.OK
-    assert rig.actuator.knobs[API] == 4
 
 
 def test_not_ready_until_metrics_answer(rig: Rig) -> None:
@@ -349,3 +370,20 @@ def test_wait_idle_reports_a_running_cycle(rig: Rig) -> None:
     assert controller.wait_idle(5)
     worker.join()
     assert SoleReplica().may_act()
+
+
+def test_each_cycle_saves_why_every_target_did_or_did_not_act(rig: Rig) -> None:
+    rig.source.values = {"latency": 0.9, "hit_ratio": NoData("prometheus is down")}
+    rig.controller.cycle()
+    rig.clock.time += 15
+    rig.controller.cycle()
+    last = rig.store.documents["last_cycle"]
+    assert last["time"] == rig.clock.time
+    by_rule = {t["rule"]: t for t in last["targets"]}
+    scale = by_rule["scale-api"]
+    assert scale["knob"] == API
+    assert scale["phase"] == "firing"
+    assert scale["verdict"] == "hold"
+    assert "cooldown" in scale["reason"]
+    assert scale["last_action"] == rig.clock.time - 15
+    json.dumps(last)
