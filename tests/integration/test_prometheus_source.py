@@ -3,12 +3,15 @@ what a real one cannot be made to do (answer slowly, show the headers it got, sp
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autotuner.adapters.prometheus import (
     PrometheusSettings,
@@ -464,3 +467,66 @@ def test_a_url_with_credentials_is_refused_without_echoing_them() -> None:
         PrometheusSettings("https://me:hunter2@prom.example")
 
     assert "hunter2" not in str(raised.value)
+
+
+AT = 1_700_000_000.0
+STALENESS = 300.0
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+sample_values = st.sampled_from(["NaN", "+Inf", "-Inf", "0", "1e+06"]) | st.floats(
+    allow_nan=False, allow_infinity=False
+).map(repr)
+label_sets = st.dictionaries(
+    st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), st.text(max_size=6), max_size=3
+)
+# Samples from well within the staleness limit to well past it.
+timestamps = st.floats(min_value=AT - 2 * STALENESS, max_value=AT)
+
+
+@st.composite
+def vector_answers(draw: st.DrawFn) -> dict[str, object]:
+    labels = draw(st.lists(label_sets, max_size=5, unique_by=lambda d: tuple(sorted(d.items()))))
+    result = [
+        {"metric": metric, "value": [draw(timestamps), draw(sample_values)]} for metric in labels
+    ]
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+
+@pytest.fixture(scope="module")
+def fake_api() -> Iterator[FakeQueryApi]:
+    with FakeQueryApi() as api:
+        yield api
+
+
+@given(document=vector_answers() | json_values)
+@settings(max_examples=150, deadline=None)
+def test_whatever_the_server_sends_the_source_keeps_only_finite_fresh_samples(
+    fake_api: FakeQueryApi, document: object
+) -> None:
+    fake_api.answers = {"q": document}
+    with PrometheusSource(
+        PrometheusSettings(fake_api.url, staleness_limit_seconds=STALENESS)
+    ) as source:
+        answer = fetch_one(source, "q", AT)
+
+    if isinstance(answer, NoData):
+        assert answer.reason.strip() and "\n" not in answer.reason
+        return
+    for sample in answer.samples:
+        assert math.isfinite(sample.value)
+        assert AT - sample.timestamp <= STALENESS
+        assert sample.labels == tuple(sorted(sample.labels))
+    assert isinstance(document, dict)
+    data = document["data"]
+    usable = {
+        tuple(sorted(series["metric"].items()))
+        for series in data["result"]
+        if math.isfinite(float(series["value"][1])) and AT - series["value"][0] <= STALENESS
+    }
+    assert {sample.labels for sample in answer.samples} == usable
