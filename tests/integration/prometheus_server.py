@@ -185,7 +185,11 @@ class PrometheusServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> PrometheusServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
         return self
 
     def __exit__(
