@@ -76,6 +76,8 @@ class PrometheusSettings:
     """
 
     url: str
+    # Per query: the answer must start and finish arriving within this; a connection that is
+    # slow to open can add up to as much again.
     timeout_seconds: float = 10.0
     staleness_limit_seconds: float = 300.0
     max_concurrency: int = 4
