@@ -151,9 +151,8 @@ class CacheState:
                 self.effective_ttl = self.target_ttl
         self.requests_since_flush += class_rps * dt
         x = class_rps * self.effective_ttl
-        warm = self.tables.touched_share(self.requests_since_flush)
-        if math.isinf(self.requests_since_flush):
-            warm = 1.0
+        since_flush = self.requests_since_flush
+        warm = 1.0 if math.isinf(since_flush) else self.tables.touched_share(since_flush)
         hit_rate = self.tables.hit_rate(x) * warm
         memory = self.tables.keys_held(x) * warm * self.spec.object_bytes
         return CacheReading(

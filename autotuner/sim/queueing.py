@@ -9,7 +9,8 @@ Queueing Theory*, §2.3), with offered load a = λ/μ and c servers, ρ = a/c < 
 - Waiting time Wq: P(Wq > t) = C·exp(-(cμ - λ)·t); mean E[Wq] = C / (cμ - λ).
 - Response time T = Wq + S with S ~ Exp(μ) independent of Wq:
   P(T > t) = (1 - C)·e^{-μt} + C·P(Exp(θ) + Exp(μ) > t), θ = cμ - λ, where the hypoexponential
-  tail is (θ·e^{-μt} - μ·e^{-θt}) / (θ - μ), or (1 + μt)·e^{-μt} when θ = μ.
+  tail is (θ·e^{-μt} - μ·e^{-θt}) / (θ - μ), or (1 + μt)·e^{-μt} when θ = μ. The quantile is
+  found by safeguarded Newton steps on log P(T > t).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def erlang_b(servers: int, offered_load: float) -> float:
     inverse = 1.0
     for k in range(1, servers + 1):
         inverse = 1.0 + inverse * k / offered_load
+        # Past k > a the sequence only grows, so B(c) < 1e-15 from here on: stop early.
+        if inverse > 1e15 and k > offered_load:
+            return 0.0
     return 1.0 / inverse
 
 
@@ -73,6 +77,17 @@ def response_tail(t: float, wait_probability: float, theta: float, service_rate:
     return (1.0 - wait_probability) * no_wait + wait_probability * both
 
 
+def _response_density(
+    t: float, wait_probability: float, theta: float, service_rate: float
+) -> float:
+    no_wait = math.exp(-service_rate * t)
+    if abs(theta - service_rate) < 1e-9 * service_rate:
+        both = service_rate * service_rate * t * no_wait
+    else:
+        both = theta * service_rate * (no_wait - math.exp(-theta * t)) / (theta - service_rate)
+    return (1.0 - wait_probability) * service_rate * no_wait + wait_probability * both
+
+
 def response_quantile(
     arrival_rate: float, service_rate: float, servers: int, q: float = 0.95
 ) -> float:
@@ -83,18 +98,28 @@ def response_quantile(
     wait_probability = erlang_c(servers, arrival_rate / service_rate) if arrival_rate > 0 else 0.0
     theta = capacity - arrival_rate
     tail = 1.0 - q
+    log_tail = math.log(tail)
     # The quantile lies between the service-time quantile alone and that plus the wait quantile.
-    low = -math.log(tail) / service_rate
+    low = -log_tail / service_rate
+    if wait_probability <= 0.0:
+        return low
     high = low + max(0.0, math.log(max(wait_probability, tail) / tail)) / theta + 1.0 / theta
     while response_tail(high, wait_probability, theta, service_rate) > tail:
         high *= 2.0
-    if response_tail(low, wait_probability, theta, service_rate) <= tail:
-        return low
-    # Bisection to a relative precision of 1e-6: the tail is monotone in t.
-    while high - low > 1e-6 * high:
-        middle = 0.5 * (low + high)
-        if response_tail(middle, wait_probability, theta, service_rate) > tail:
-            low = middle
+    # Newton on log P(T > t) = log(1 - q), kept inside the bracket (bisection when it leaves).
+    t = low
+    for _ in range(60):
+        survival = response_tail(t, wait_probability, theta, service_rate)
+        if survival > tail:
+            low = t
         else:
-            high = middle
-    return 0.5 * (low + high)
+            high = t
+        density = _response_density(t, wait_probability, theta, service_rate)
+        step = (math.log(survival) - log_tail) * survival / density if density > 0 else math.inf
+        candidate = t + step
+        if not low < candidate < high:
+            candidate = 0.5 * (low + high)
+        if abs(candidate - t) <= 1e-9 * candidate or high - low <= 1e-9 * high:
+            return candidate
+        t = candidate
+    return t
