@@ -24,7 +24,7 @@ from autotuner.sim.hpa import SYNC_PERIOD, HorizontalPodAutoscaler, HPASpec
 from autotuner.sim.load import offered_rps, tick_times
 from autotuner.sim.metrics import SimMetricSource, catalogue
 from autotuner.sim.scenario import Scenario
-from autotuner.sim.system import Deployment, System
+from autotuner.sim.system import System
 
 FloatArray = np.ndarray
 
@@ -90,13 +90,12 @@ class HPAController:
                 now, current, deployment.ready, len(deployment.starting), utilisation
             )
             if desired != current:
-                self._set_replicas(name, deployment, desired)
-
-    def _set_replicas(self, name: str, deployment: Deployment, replicas: int) -> None:
-        self._actuator.set(KnobRef(KnobKind.DEPLOYMENT, name, self._namespace), replicas)
+                self._actuator.set(KnobRef(KnobKind.DEPLOYMENT, name, self._namespace), desired)
 
 
 class StaticController:
+    """Leaves every knob where the scenario set it: the cost of doing nothing."""
+
     def control(self, now: float) -> None:
         return None
 
@@ -163,6 +162,6 @@ def run(
         times=times,
         signals=recorded,
         changes=tuple(actuator.changes),
-        blocked_decisions=getattr(controller, "blocked", 0),
-        no_data_ticks=getattr(controller, "no_data_ticks", 0),
+        blocked_decisions=controller.blocked if isinstance(controller, RulesController) else 0,
+        no_data_ticks=controller.no_data_ticks if isinstance(controller, RulesController) else 0,
     )
