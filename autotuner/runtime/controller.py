@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from autotuner.adapters.sql_store import AuditRecord
 from autotuner.control.ports import Actuator, AuditStore, Clock
 from autotuner.control.tick import TickReport, tick
-from autotuner.core.model import Decision, Outcome, Phase, Verdict
+from autotuner.core.engine import record_outcomes
+from autotuner.core.model import Decision, Outcome, OutcomeStatus, Phase, Verdict
 from autotuner.core.rules import RuleSet
 from autotuner.core.state import EngineState
 from autotuner.runtime.guards import GuardedActuator, WatchedSource
@@ -41,6 +43,8 @@ class StateStore(AuditStore, Protocol):
     def save_state(self, document: Mapping[str, Any], saved_at: float, name: str = ...) -> None: ...
 
     def delete_older_than(self, cutoff: float) -> int: ...
+
+    def history(self, *, since: float | None = None) -> list[AuditRecord]: ...
 
 
 class Leadership(Protocol):
@@ -197,9 +201,9 @@ class Controller:
         if not leading:
             return CycleReport(CycleResult.STANDBY, 0.0)
         try:
-            if self._state is None:
-                self._state = self._restored_state()
             now = self._clock.now()
+            if self._state is None:
+                self._state = self._restored_state(ruleset, now)
             report = tick(
                 now,
                 ruleset,
@@ -210,7 +214,7 @@ class Controller:
                 dry_run=self._dry_run,
                 guard=self._allow.refusal,
             )
-            self._store.save_state(report.state.to_dict(), now)
+            self._store.save_state({"saved_at": now, "engine": report.state.to_dict()}, now)
             self._store.save_state(last_cycle_document(ruleset, report), now, LAST_CYCLE)
             self._prune(now)
         except Exception as error:
@@ -223,13 +227,40 @@ class Controller:
         self._metrics.last_success.set(time.time())
         return CycleReport(CycleResult.OK, 0.0, report)
 
-    def _restored_state(self) -> EngineState:
-        document = self._store.load_state() if self._restore_state else None
-        if document is None:
-            log_event(_LOG, "state.fresh")
+    def _restored_state(self, ruleset: RuleSet, now: float) -> EngineState:
+        if not self._restore_state:
             return EngineState()
-        state = EngineState.from_dict(document)
-        log_event(_LOG, "state.restored", targets=len(state.targets), knobs=len(state.knobs))
+        document = self._store.load_state()
+        if document is None:
+            # Never saved (or killed before the first save): only changes recent enough to
+            # matter to a cooldown, rate limit or stabilization window count.
+            saved_at, state = now - _memory_horizon(ruleset), EngineState()
+        else:
+            saved_at = float(document["saved_at"])
+            state = EngineState.from_dict(document["engine"])
+        # A process killed after acting but before saving the state left its change only in
+        # the audit: fold such changes back in, so that their cooldowns hold.
+        later = [
+            record
+            for record in self._store.history(since=saved_at)
+            if record.decision.time > saved_at
+            and record.decision.verdict is Verdict.CHANGE
+            and not record.decision.dry_run
+        ]
+        # An unfinished intent may have been carried out: count it as done, to be safe.
+        done = [
+            (record.decision, record.outcome or Outcome(OutcomeStatus.APPLIED, "unfinished"))
+            for record in sorted(later, key=lambda r: r.id)
+        ]
+        state = record_outcomes(state, done)
+        log_event(
+            _LOG,
+            "state.restored",
+            targets=len(state.targets),
+            knobs=len(state.knobs),
+            saved_at=saved_at,
+            changes_after_save=len(done),
+        )
         return state
 
     def _prune(self, now: float) -> None:
@@ -280,6 +311,17 @@ class Controller:
             changes=len(report.changes),
             blocked=sum(1 for d, _ in report.decisions if d.verdict is Verdict.BLOCKED),
         )
+
+
+def _memory_horizon(ruleset: RuleSet) -> float:
+    """The longest time over which a past change still affects a decision."""
+    spans = [0.0]
+    for rule in ruleset.rules:
+        action = rule.action
+        spans.append(rule.cooldown)
+        spans.append(action.stabilization_window)
+        spans.extend(limit.period for limit in action.rate_limits)
+    return max(spans)
 
 
 def last_cycle_document(ruleset: RuleSet, report: TickReport) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from autotuner.adapters.sql_store import AuditRecord
 from autotuner.core.model import (
     Decision,
     KnobReading,
@@ -62,6 +63,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.intents: dict[int, Decision] = {}
         self.outcomes: dict[int, Outcome] = {}
+        self.fail_saves = False
         self.documents: dict[str, Mapping[str, Any]] = {}
         self.saves = 0
         self.fail_intents = False
@@ -87,12 +89,21 @@ class MemoryStore:
     def save_state(
         self, document: Mapping[str, Any], saved_at: float, name: str = "engine"
     ) -> None:
+        if self.fail_saves:
+            raise RuntimeError("database unavailable")
         self.documents[name] = document
         self.saves += 1
 
     def delete_older_than(self, cutoff: float) -> int:
         self.pruned.append(cutoff)
         return 0
+
+    def history(self, *, since: float | None = None) -> list[AuditRecord]:
+        return [
+            AuditRecord(intent, decision, decision.time, self.outcomes.get(intent))
+            for intent, decision in self.intents.items()
+            if since is None or decision.time >= since
+        ]
 
 
 class Lease:
@@ -284,18 +295,41 @@ def test_an_unrecorded_intent_is_never_acted_on(rig: Rig) -> None:
 
 
 def test_a_store_that_cannot_save_state_fails_the_cycle(rig: Rig) -> None:
-    def broken_save(document: Mapping[str, Any], saved_at: float, name: str = "") -> None:
-        raise RuntimeError("database unavailable")
-
-    working_save = rig.store.save_state
-    rig.store.save_state = broken_save  # type: ignore[method-assign]
+    rig.store.fail_saves = True
     rig.source.values = {"latency": 0.1}
     report = rig.controller.cycle()
     assert report.result is CycleResult.FAILED
     assert "database unavailable" in (report.error or "")
     assert rig.sample("autotuner_cycles_total", result="failed") == 1
-    rig.store.save_state = working_save  # type: ignore[method-assign]
+    rig.store.fail_saves = False
     assert rig.controller.cycle().result is CycleResult.OK
+
+
+@pytest.mark.parametrize("outcome_recorded", [True, False])
+@pytest.mark.parametrize("saved_before", [True, False])
+def test_a_change_made_just_before_a_crash_is_not_repeated(
+    rig: Rig, outcome_recorded: bool, saved_before: bool
+) -> None:
+    if saved_before:
+        rig.source.values = {"latency": 0.1}
+        rig.controller.cycle()
+        rig.clock.time += 15
+    # The process acts, then dies before the state is saved (and perhaps before the outcome
+    # is recorded).
+    rig.store.fail_saves = True
+    rig.source.values = {"latency": 0.9}
+    rig.controller.cycle()
+    assert rig.actuator.knobs[API] == 4
+    if not outcome_recorded:
+        rig.store.outcomes.clear()
+    rig.store.fail_saves = False
+    restarted = rig.build()
+    rig.clock.time += 15
+    restarted.cycle()
+    assert rig.actuator.knobs[API] == 4, "the change was repeated after the restart"
+    rig.clock.time += 60
+    restarted.cycle()
+    assert rig.actuator.knobs[API] == 8
 
 
 def test_not_ready_until_metrics_answer(rig: Rig) -> None:
