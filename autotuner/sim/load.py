@@ -1,7 +1,7 @@
 """Offered load: requests per second at each simulated tick, computed for the whole run at once.
 
 A load is a base shape (constant, diurnal or a replayed trace) times any number of events (steps
-and flash crowds), times multiplicative measurement-free noise. Everything is a numpy array over
+and flash crowds), times multiplicative noise in the load itself. Everything is a numpy array over
 the tick times, so a three-week run costs one vectorised pass.
 """
 
