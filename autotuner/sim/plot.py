@@ -115,18 +115,18 @@ def plot_runs(scenario: Scenario, results: Sequence[RunResult], out: Path) -> No
         ax[7].set_ylabel(f"actions ({len(result.changes)})")
         ax[7].set_xlabel(unit)
 
-        for fault in scenario.faults:
+        for index, fault in enumerate(scenario.faults):
             start = fault.at / scale
             for axis in ax:
                 if fault.kind in INSTANT_KINDS:
                     axis.axvline(start, color="tab:red", lw=0.8, alpha=0.5)
                 else:
-                    axis.axvspan(
-                        start, (fault.at + fault.duration) / scale, color="tab:red", alpha=0.08
-                    )
+                    end = (fault.at + fault.duration) / scale
+                    axis.axvspan(start, end, color="tab:red", alpha=0.08)
+            # Labels step down the panel so that faults close in time stay legible.
             ax[0].annotate(
                 fault.describe(),
-                (start, 1.0),
+                (start, 0.97 - 0.1 * (index % 4)),
                 xycoords=("data", "axes fraction"),
                 fontsize=7,
                 va="top",
