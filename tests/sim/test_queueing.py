@@ -16,6 +16,13 @@ def test_erlang_b_matches_the_published_one_percent_table(servers: int, erlangs:
     assert erlang_b(servers, erlangs) == pytest.approx(0.01, rel=0.01)
 
 
+# Probability of waiting from published Erlang C tables (call-centre staffing tables):
+# 5 agents at 4 erlangs wait 55.4% of the time, 10 agents at 8 erlangs 40.9%.
+@pytest.mark.parametrize(("servers", "erlangs", "waits"), [(5, 4.0, 0.554), (10, 8.0, 0.409)])
+def test_erlang_c_matches_published_values(servers: int, erlangs: float, waits: float) -> None:
+    assert erlang_c(servers, erlangs) == pytest.approx(waits, abs=0.0005)
+
+
 def test_erlang_c_closed_forms() -> None:
     # M/M/1: an arrival waits with probability rho; M/M/2 at a = 1: C = a^2 / (2 + a) = 1/3.
     assert erlang_c(1, 0.7) == pytest.approx(0.7)
