@@ -9,38 +9,52 @@ How an answer becomes data (the engine sees only `Series` or `NoData`):
 - string: `NoData`, a string is not a number.
 
 A sample that is NaN (0/0), +Inf or -Inf, or older than `staleness_limit_seconds` at the tick's
-time, is dropped and logged; when no sample is left the answer is `NoData` saying why. An empty
-result, an HTTP or PromQL error, a timeout or an unreachable server is `NoData` too: the source
-never guesses a number. Prometheus stamps instant-vector samples with the evaluation time and
-picks them within its own lookback window (`--query.lookback-delta`, 5 minutes by default), so
-the staleness limit bites on matrix answers and on servers that report a sample's own time.
+time, is unusable. While one sample of the answer is usable the unusable ones are passed on as
+they are, value and timestamp, so that the engine holds those targets ("the value is nan", "the
+sample is stale") instead of seeing them vanish and resolving them. When no usable sample is
+left the answer is `NoData` saying why. An empty result, an HTTP or PromQL error, a timeout or
+an unreachable server is `NoData` too: the source never guesses a number. Prometheus stamps
+instant-vector samples with the evaluation time and picks them within its own lookback window
+(`--query.lookback-delta`, 5 minutes by default), so the staleness limit bites on matrix answers
+and on servers that report a sample's own time.
 
-Queries run concurrently on a bounded thread pool, each bounded by the timeout, and one failing
-query turns only its own metric into `NoData`. Nothing is retried within a tick: the next tick
-is the retry, and a retry would push the tick past its interval.
+Queries run concurrently on a bounded thread pool, and one failing query turns only its own
+metric into `NoData`. Nothing is retried within a tick: the next tick is the retry, and a retry
+would push the tick past its interval.
 
-The HTTP calls are made with requests, the library prometheus-api-client is built on, rather
-than through `PrometheusConnect.custom_query`: that call discards the answer's `resultType` and
-Prometheus's error text, and it takes headers per client where a rotated bearer token needs them
-per request.
+The queries go through prometheus-api-client's `PrometheusConnect.custom_query`, which hands
+back only `data.result` and reads each answer whole. Hence:
+
+- the result type is inferred from the result's shape (a `[time, "value"]` pair is a scalar, or
+  a string when the value is not a number; series with `value` form a vector, with `values` a
+  matrix), so a PromQL string that reads as a number passes for a scalar;
+- an error answer comes back as the library's "HTTP Status Code N (b'...')", from which the
+  body, and with it Prometheus's own error text, is recovered; warnings are not seen;
+- `max_response_bytes` is checked against the answer's declared Content-Length before it is
+  read; an answer sent without one (a chunked or compressed Prometheus answer) is read whole;
+- `timeout_seconds` bounds opening the connection and each wait for more of the answer, not
+  the whole transfer: a server that trickles its answer can take longer.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import math
 import os
+import re
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -52,7 +66,6 @@ from autotuner.core.model import (
     NoData,
     Sample,
     Series,
-    format_labels,
     labels_of,
 )
 
@@ -253,41 +266,55 @@ class _FileSecret:
             ) from error
 
 
-class _TooSlow(Exception):
-    """The answer was still arriving when the query's time was up."""
-
-
 class _TooLarge(Exception):
-    """The answer grew past `max_response_bytes`."""
+    """The answer declared a size past `max_response_bytes`."""
 
 
 class _Unreadable(Exception):
-    """Prometheus answered with something that is not a well-formed query API answer."""
+    """Prometheus answered with something that is not a well-formed query API result."""
+
+
+# Connection errors are not retried: the next tick retries, within its own interval.
+_NO_RETRIES = Retry(total=0, raise_on_status=False)
+
+# How PrometheusConnect reports an answer other than HTTP 200: the status and the body's repr.
+_LIBRARY_HTTP_ERROR = re.compile(r"HTTP Status Code (\d+) \((b'.*'|b\".*\")\)", re.DOTALL)
 
 
 class PrometheusSource:
     """A `MetricSource` backed by a Prometheus-compatible query API.
 
     Holds a connection pool and a thread pool: call `close()` (or use `with`) when done.
+    One fetch runs at a time, because the client's headers are those of the fetch under way.
     """
 
     def __init__(self, settings: PrometheusSettings) -> None:
         self._settings = settings
-        self._query_url = settings.url + "/api/v1/query"
-        # Passed with each request: requests lets REQUESTS_CA_BUNDLE override `Session.verify`.
-        self._verify: str | bool = settings.ca_bundle or settings.verify_tls
         self._session = requests.Session()
-        # Connection errors are not retried: the next tick retries, within its own interval.
+        # PrometheusConnect passes this with each request, so REQUESTS_CA_BUNDLE cannot
+        # override a configured CA bundle.
+        self._session.verify = settings.ca_bundle or settings.verify_tls
+        self._session.hooks["response"].append(self._refuse_declared_oversize)
         adapter = HTTPAdapter(
-            max_retries=Retry(total=0, raise_on_status=False),
-            pool_connections=1,
-            pool_maxsize=_POOL_CONNECTIONS,
+            max_retries=_NO_RETRIES, pool_connections=1, pool_maxsize=_POOL_CONNECTIONS
         )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._client = PrometheusConnect(
+            url=settings.url,
+            session=self._session,
+            retry=_NO_RETRIES,
+            # Annotated as int, but handed to requests, which takes fractions of a second.
+            timeout=settings.timeout_seconds,  # type: ignore[arg-type]
+        )
+        # PrometheusConnect mounts an adapter of its own on the URL; mounting this one over it
+        # keeps the pool size and the no-retry policy this module's, whatever the library's
+        # defaults.
+        for prefix in ("http://", "https://", settings.url):
+            self._session.mount(prefix, adapter)
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="prometheus-query"
         )
+        self._fetch_lock = threading.Lock()
+        self._closed = False
         self._token_file = (
             _FileSecret(settings.bearer_token_file, "bearer token")
             if settings.bearer_token_file
@@ -314,26 +341,45 @@ class PrometheusSource:
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
     def fetch(self, queries: Sequence[MetricQuery], at: float) -> Mapping[str, MetricAnswer]:
         unique = {query.name: query for query in queries}
-        try:
-            futures: dict[str, Future[MetricAnswer]] = {
-                name: self._pool.submit(self._answer, query, at) for name, query in unique.items()
-            }
-        except RuntimeError:  # the pool refuses work once shut down
-            closed = NoData("the Prometheus source was closed; no query was sent")
-            return dict.fromkeys(unique, closed)
-        answers: dict[str, MetricAnswer] = {}
-        for name, future in futures.items():
+        if not unique:
+            return {}
+        closed = NoData("the Prometheus source was closed; no query was sent")
+        with self._fetch_lock:
+            if self._closed:
+                return dict.fromkeys(unique, closed)
             try:
-                answers[name] = future.result()
-            except Exception as error:  # a bug here must fail one metric, not the tick
-                _LOG.exception("query for metric %s failed unexpectedly", name)
-                answers[name] = NoData(f"the Prometheus source failed unexpectedly: {error!r}")
-        return answers
+                headers, auth = self._credentials()
+            except _CredentialError as error:
+                unsent = NoData(f"{error}; the query was not sent")
+                _LOG.info("no data for metrics %s: %s", ", ".join(unique), unsent.reason)
+                return dict.fromkeys(unique, unsent)
+            # Assigned, never mutated: a rotated token takes effect for a whole fetch.
+            self._client.headers = headers
+            # Annotated as a tuple, but None (no auth) is what the library itself defaults to.
+            self._client.auth = auth  # type: ignore[assignment]
+            try:
+                futures: dict[str, Future[MetricAnswer]] = {
+                    name: self._pool.submit(self._answer, query, at)
+                    for name, query in unique.items()
+                }
+            except RuntimeError:  # the pool refuses work once shut down
+                return dict.fromkeys(unique, closed)
+            answers: dict[str, MetricAnswer] = {}
+            for name, future in futures.items():
+                try:
+                    answers[name] = future.result()
+                except CancelledError:
+                    answers[name] = closed
+                except Exception as error:  # a bug here must fail one metric, not the tick
+                    _LOG.exception("query for metric %s failed unexpectedly", name)
+                    answers[name] = NoData(f"the Prometheus source failed unexpectedly: {error!r}")
+            return answers
 
     def _answer(self, query: MetricQuery, at: float) -> MetricAnswer:
         answer = self._ask(query, at)
@@ -344,35 +390,26 @@ class PrometheusSource:
     def _ask(self, query: MetricQuery, at: float) -> MetricAnswer:
         settings = self._settings
         try:
-            headers, auth = self._credentials()
-        except _CredentialError as error:
-            return NoData(f"{error}; the query was not sent")
-        deadline = time.monotonic() + settings.timeout_seconds
-        within = f"within {settings.timeout_seconds:g} s"
-        try:
-            response = self._session.get(
-                self._query_url,
+            result = self._client.custom_query(
+                query.expr,
                 params={
-                    "query": query.expr,
                     "time": f"{at:.3f}",
                     # Prometheus gives up a little earlier than this source, so that an
                     # expensive query is reported as such rather than as a silent server.
                     "timeout": f"{settings.timeout_seconds * 0.9:.3f}",
                 },
-                headers=headers,
-                auth=auth,
-                verify=self._verify,
-                timeout=settings.timeout_seconds,
-                stream=True,
+                timeout=settings.timeout_seconds,  # type: ignore[arg-type]
             )
-            with response:
-                body = self._read_body(response, deadline)
-        except _TooSlow:
-            return NoData(f"Prometheus at {settings.url} did not answer {within}")
+        except PrometheusApiClientException as error:
+            return _error_answer(str(error))
         except _TooLarge:
             return NoData(
                 f"the answer is larger than {settings.max_response_bytes} bytes; narrow the "
                 "query (aggregate with sum by (...)) so it returns the series the rule uses"
+            )
+        except requests.exceptions.JSONDecodeError as error:
+            return NoData(
+                f"Prometheus answered HTTP 200 with a body that is not JSON: {_excerpt(error.doc)}"
             )
         except requests.exceptions.SSLError as error:
             return NoData(
@@ -381,12 +418,21 @@ class PrometheusSource:
             )
         except requests.RequestException as error:
             if _is_timeout(error):
-                return NoData(f"Prometheus at {settings.url} did not answer {within}")
+                return NoData(
+                    f"Prometheus at {settings.url} did not answer "
+                    f"within {settings.timeout_seconds:g} s"
+                )
             cause = _root_cause(error)
             return NoData(
                 f"cannot reach Prometheus at {settings.url}: {cause[:1].lower()}{cause[1:]}"
             )
-        return self._interpret(response.status_code, body, at)
+        except (KeyError, TypeError):  # the library looks up data.result in the JSON answer
+            return NoData("Prometheus sent an answer this source cannot read: no data.result")
+        try:
+            points = _points(result)
+        except _Unreadable as error:
+            return NoData(f"Prometheus sent an answer this source cannot read: {error}")
+        return _to_answer(points, at, settings.staleness_limit_seconds)
 
     def _credentials(self) -> tuple[dict[str, str], tuple[str, str] | None]:
         settings = self._settings
@@ -404,111 +450,125 @@ class PrometheusSource:
             auth = (settings.basic_auth_username, password)
         return headers, auth
 
-    def _read_body(self, response: requests.Response, deadline: float) -> bytes:
-        limit = self._settings.max_response_bytes
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_content(chunk_size=64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            if time.monotonic() > deadline:
-                raise _TooSlow
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _interpret(self, status: int, body: bytes, at: float) -> MetricAnswer:
-        if status in (401, 403):
-            return NoData(
-                f"Prometheus refused the credentials (HTTP {status}); check the bearer token "
-                "or basic auth settings"
-            )
-        try:
-            document = json.loads(body)
-        except ValueError:
-            return NoData(
-                f"Prometheus answered HTTP {status} with a body that is not JSON: {_excerpt(body)}"
-            )
-        if not isinstance(document, dict):
-            return NoData(
-                f"Prometheus answered HTTP {status} with unexpected JSON: {_excerpt(body)}"
-            )
-        for warning in document.get("warnings") or ():
-            _LOG.warning("Prometheus warns: %s", warning)
-        if document.get("status") != "success":
-            error_type = document.get("errorType") or "error"
-            error = document.get("error") or _excerpt(body)
-            return NoData(f"Prometheus could not evaluate the query ({error_type}): {error}")
-        try:
-            points = _points(document.get("data"))
-        except _Unreadable as error:
-            return NoData(f"Prometheus sent an answer this source cannot read: {error}")
-        return _to_answer(points, at, self._settings.staleness_limit_seconds)
+    def _refuse_declared_oversize(self, response: requests.Response, **_: Any) -> None:
+        """A response hook: runs before the body is read."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self._settings.max_response_bytes:
+            response.close()
+            raise _TooLarge
 
 
-def _points(data: Any) -> list[tuple[Labels, float, float]]:
-    """(labels, timestamp, value) per series of a query API `data` object."""
-    if not isinstance(data, dict):
-        raise _Unreadable("no data object")
-    kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar":
+def _error_answer(library_error: str) -> NoData:
+    """Prometheus's own words for an answer other than HTTP 200, recovered from the library's."""
+    match = _LIBRARY_HTTP_ERROR.fullmatch(library_error)
+    if match is None:
+        return NoData(f"Prometheus answered with an error: {_excerpt(library_error)}")
+    status, body = int(match.group(1)), ast.literal_eval(match.group(2))
+    if status in (401, 403):
+        return NoData(
+            f"Prometheus refused the credentials (HTTP {status}); check the bearer token "
+            "or basic auth settings"
+        )
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return NoData(
+            f"Prometheus answered HTTP {status} with a body that is not JSON: {_excerpt(body)}"
+        )
+    if not isinstance(document, dict) or document.get("status") != "error":
+        return NoData(f"Prometheus answered HTTP {status} with unexpected JSON: {_excerpt(body)}")
+    error_type = document.get("errorType") or "error"
+    error = document.get("error") or _excerpt(body)
+    return NoData(f"Prometheus could not evaluate the query ({error_type}): {error}")
+
+
+def _points(result: Any) -> list[tuple[Labels, float, float]]:
+    """(labels, timestamp, value) per series of a query API result, its type told by its shape."""
+    if not isinstance(result, list):
+        raise _Unreadable(f"a result that is not a list: {_truncated(repr(result))}")
+    if len(result) == 2 and not isinstance(result[0], dict) and isinstance(result[1], str):
+        if not _is_number(result[1]):
+            raise _Unreadable("the query returns a string, not a number")
         timestamp, value = _pair(result)
         return [((), timestamp, value)]
-    if kind == "string":
-        raise _Unreadable("the query returns a string, not a number")
-    if kind not in ("vector", "matrix") or not isinstance(result, list):
-        raise _Unreadable(f"unknown result type {kind!r}")
     points: list[tuple[Labels, float, float]] = []
     for series in result:
         if not isinstance(series, dict) or not isinstance(series.get("metric"), dict):
             raise _Unreadable("a series without a label set")
         labels = labels_of({str(k): str(v) for k, v in series["metric"].items()})
-        if kind == "vector":
-            timestamp, value = _pair(series.get("value"))
-        else:
-            values = series.get("values")
-            if not isinstance(values, list) or not values:
+        if "value" in series:
+            timestamp, value = _pair(series["value"])
+        elif "values" in series:
+            values = series["values"]
+            if not isinstance(values, list):
+                raise _Unreadable(f"the samples of {_shown_labels(labels)} are not a list")
+            if not values:
                 # A series with no sample in the range has nothing to say.
                 continue
             timestamp, value = _pair(values[-1])
+        else:
+            raise _Unreadable(f"the series {_shown_labels(labels)} has no value")
         points.append((labels, timestamp, value))
     return points
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _pair(raw: Any) -> tuple[float, float]:
     if not (isinstance(raw, list) and len(raw) == 2):
-        raise _Unreadable(f"a sample that is not a [time, value] pair: {raw!r}")
+        raise _Unreadable(f"a sample that is not a [time, value] pair: {_truncated(repr(raw))}")
     try:
         return float(raw[0]), float(raw[1])
     except (TypeError, ValueError) as error:
-        raise _Unreadable(f"a sample that is not numeric: {raw!r}") from error
+        raise _Unreadable(f"a sample that is not numeric: {_truncated(repr(raw))}") from error
+
+
+def _unusable(
+    labels: Labels, timestamp: float, value: float, at: float, limit: float
+) -> str | None:
+    """Why a sample cannot be acted on, or None when it can."""
+    where = _shown_labels(labels) if labels else "the value"
+    if math.isnan(value):
+        return f"{where} is NaN (for example 0/0)"
+    if math.isinf(value):
+        return f"{where} is {'+' if value > 0 else '-'}Inf (a division by zero)"
+    if at - timestamp > limit:
+        return f"{where} is {at - timestamp:.0f} s old, older than the {limit:g} s staleness limit"
+    return None
 
 
 def _to_answer(
     points: Iterable[tuple[Labels, float, float]], at: float, staleness_limit: float
 ) -> MetricAnswer:
-    kept: list[Sample] = []
-    dropped: list[str] = []
+    samples: list[Sample] = []
+    unusable: list[str] = []
     for labels, timestamp, value in points:
-        where = format_labels(labels) if labels else "the value"
-        if math.isnan(value):
-            dropped.append(f"{where} is NaN (for example 0/0)")
-        elif math.isinf(value):
-            dropped.append(f"{where} is {'+' if value > 0 else '-'}Inf (a division by zero)")
-        elif at - timestamp > staleness_limit:
-            dropped.append(
-                f"{where} is {at - timestamp:.0f} s old, older than the "
-                f"{staleness_limit:g} s staleness limit"
-            )
-        else:
-            kept.append(Sample(labels, value, timestamp))
-    if not kept and not dropped:
+        samples.append(Sample(labels, value, timestamp))
+        problem = _unusable(labels, timestamp, value, at, staleness_limit)
+        if problem is not None:
+            unusable.append(problem)
+    if not samples:
         return NoData("the query returned no series")
-    if not kept:
-        return NoData("no usable value: " + _summary(dropped))
-    if dropped:
-        _LOG.info("ignored %d series: %s", len(dropped), _summary(dropped))
-    return Series(tuple(sorted(kept, key=lambda sample: sample.labels)))
+    if len(unusable) == len(samples):
+        return NoData("no usable value: " + _summary(unusable))
+    if unusable:
+        _LOG.info("passed on %d unusable series as they are: %s", len(unusable), _summary(unusable))
+    return Series(tuple(sorted(samples, key=lambda sample: sample.labels)))
+
+
+def _shown_labels(labels: Labels) -> str:
+    """A label set as PromQL writes it, quotes and line breaks in values escaped."""
+    return (
+        "{"
+        + ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in labels)
+        + "}"
+    )
 
 
 def _summary(reasons: Sequence[str]) -> str:
@@ -517,9 +577,14 @@ def _summary(reasons: Sequence[str]) -> str:
     return shown + (f"; and {rest} more" if rest > 0 else "")
 
 
-def _excerpt(body: bytes, limit: int = 200) -> str:
-    text = body.decode("utf-8", errors="replace").strip().replace("\n", " ")
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+def _excerpt(body: bytes | str) -> str:
+    """A body as one quoted line, short enough for a reason."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    return repr(_truncated(text.strip().replace("\n", " ")))
+
+
+def _truncated(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _causes(error: BaseException) -> Iterable[BaseException]:

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -19,8 +20,9 @@ from autotuner.adapters.prometheus import (
     PrometheusSource,
 )
 from autotuner.config.loader import load_rules
-from autotuner.core.engine import knobs_to_read
-from autotuner.core.model import MetricAnswer, MetricQuery, NoData, Series
+from autotuner.core.engine import evaluate, knobs_to_read
+from autotuner.core.model import MetricAnswer, MetricQuery, NoData, Phase, Series, labels_of
+from autotuner.core.state import EngineState, TargetState
 from tests.integration.prometheus_server import (
     BUCKETS,
     CACHES,
@@ -108,14 +110,23 @@ def test_rate_of_a_counter_per_label_set(source: PrometheusSource) -> None:
     assert values_by(answer, "cache") == pytest.approx(expected, rel=0.05, abs=1e-9)
 
 
-def test_hit_ratio_keeps_each_cache_and_drops_the_one_at_zero_over_zero(
+def test_hit_ratio_keeps_each_cache_and_passes_the_one_at_zero_over_zero_on_as_nan(
     source: PrometheusSource,
 ) -> None:
-    answer = fetch_one(source, HIT_RATIO)
+    at = time.time()
+
+    answer = fetch_one(source, HIT_RATIO, at)
 
     expected = {cache: t.hits / t.requests for cache, t in CACHES.items() if t.requests}
     assert expected == {"profile": 0.75, "session": 0.5}
-    assert values_by(answer, "cache") == pytest.approx(expected)
+    values = values_by(answer, "cache")
+    assert {cache: value for cache, value in values.items() if cache != "cold"} == pytest.approx(
+        expected
+    )
+    # "cold" has no traffic: its NaN goes to the engine, which holds that target.
+    assert math.isnan(values["cold"])
+    assert isinstance(answer, Series)
+    assert [sample.timestamp for sample in answer.samples] == pytest.approx([at] * 3, abs=1e-3)
 
 
 def test_the_shipped_rules_get_answers_whose_labels_name_their_knobs(
@@ -136,8 +147,35 @@ def test_the_shipped_rules_get_answers_whose_labels_name_their_knobs(
         "key/crm:cache:ttl:session",
         "key/crm:db:pool_size",
     } <= knobs
-    # No traffic, so a hit ratio of 0/0: nothing to act on.
-    assert "key/crm:cache:ttl:cold" not in knobs
+
+
+def test_a_firing_target_whose_ratio_turns_zero_over_zero_is_held_not_resolved(
+    source: PrometheusSource,
+) -> None:
+    ruleset = load_rules([SHIPPED_RULES])
+    at = time.time()
+    cold = labels_of({"cache": "cold"})
+    key = ("cache-hit-rate-low", cold)
+    # Firing since ten minutes ago, last seen true long enough ago for keep_firing_for to
+    # be over: a series absent from the answer would resolve now.
+    firing = EngineState(
+        targets={
+            key: TargetState(
+                phase=Phase.FIRING,
+                active_since=at - 600,
+                last_true=at - 600,
+                knob="key/crm:cache:ttl:cold",
+            )
+        }
+    )
+
+    answers = source.fetch(ruleset.queries, at)
+    result = evaluate(at, ruleset, answers, {}, firing, dry_run=True)
+
+    [held] = [e for e in result.evaluations if (e.rule, e.labels) == key]
+    assert held.no_data == "the value is nan"
+    assert held.phase is Phase.FIRING
+    assert result.state.targets[key].phase is Phase.FIRING
 
 
 def test_zero_over_zero_alone_is_no_data_saying_nan(source: PrometheusSource) -> None:
@@ -175,7 +213,7 @@ def test_syntax_error_fails_only_its_own_metric(source: PrometheusSource) -> Non
 
     reason = no_data_reason(answers["broken"])
     assert "bad_data" in reason and "parse error" in reason
-    assert set(values_by(answers["ratio"], "cache")) == {"profile", "session"}
+    assert set(values_by(answers["ratio"], "cache")) == {"profile", "session", "cold"}
 
 
 def test_scalar_answer_is_one_sample_without_labels(source: PrometheusSource) -> None:
@@ -384,13 +422,40 @@ def vector_of(count: int) -> object:
             "the query returns a string, not a number",
         ),
         (
+            {},
+            {"q": (200, b"<html>Login</html>")},
+            "Prometheus answered HTTP 200 with a body that is not JSON: '<html>Login</html>'",
+        ),
+        (
+            {},
+            {"q": (200, b'{"status":"success"}')},
+            "Prometheus sent an answer this source cannot read: no data.result",
+        ),
+        (
             {"q": {"status": "success", "data": {"resultType": "vector", "result": [{}]}}},
             {},
             "cannot read: a series without a label set",
         ),
+        (
+            {"q": {"status": "success", "data": {"result": [{"metric": {"pod": "a"}}]}}},
+            {},
+            'cannot read: the series {pod="a"} has no value',
+        ),
+        # The fake API declares each answer's length, which is checked before the answer is
+        # read; the library reads an answer without a declared length whole.
         ({"q": vector_of(2000)}, {}, "the answer is larger than 65536 bytes"),
     ],
-    ids=["unauthorized", "html-from-a-proxy", "execution-error", "string", "malformed", "huge"],
+    ids=[
+        "unauthorized",
+        "html-from-a-proxy",
+        "execution-error",
+        "string",
+        "html-with-200",
+        "no-result",
+        "malformed",
+        "series-without-value",
+        "declared-too-large",
+    ],
 )
 def test_answers_that_are_not_numbers_are_no_data_saying_why(
     answers: Mapping[str, object], raw: Mapping[str, tuple[int, bytes]], expected: str
@@ -401,6 +466,62 @@ def test_answers_that_are_not_numbers_are_no_data_saying_why(
             answer = fetch_one(own, "q")
 
     assert expected in no_data_reason(answer)
+
+
+def test_an_answer_other_than_200_is_asked_for_once() -> None:
+    # A retry within the tick would push the tick past its interval; the next tick retries.
+    with (
+        FakeQueryApi(raw={"q": (503, b"Service Unavailable")}) as api,
+        PrometheusSource(PrometheusSettings(api.url)) as own,
+    ):
+        answer = fetch_one(own, "q")
+
+    assert "HTTP 503" in no_data_reason(answer)
+    assert len(api.received) == 1
+
+
+def test_unusable_samples_beside_a_usable_one_are_passed_on_as_they_are() -> None:
+    at = 1_700_000_000.0
+    result = [
+        {"metric": {"cache": "profile"}, "value": [at, "0.75"]},
+        {"metric": {"cache": "cold"}, "value": [at, "NaN"]},
+        {"metric": {"cache": "broken"}, "value": [at, "+Inf"]},
+        {"metric": {"cache": "old"}, "value": [at - 600, "0.5"]},
+    ]
+    document = {"status": "success", "data": {"resultType": "vector", "result": result}}
+    with FakeQueryApi(answers={"q": document}) as api:
+        settings = PrometheusSettings(api.url, staleness_limit_seconds=300)
+        with PrometheusSource(settings) as own:
+            answer = fetch_one(own, "q", at)
+
+    assert isinstance(answer, Series)
+    samples = {dict(sample.labels)["cache"]: sample for sample in answer.samples}
+    assert list(samples) == ["broken", "cold", "old", "profile"]
+    assert math.isnan(samples["cold"].value)
+    assert samples["broken"].value == math.inf
+    assert (samples["old"].value, samples["old"].timestamp) == (0.5, at - 600)
+    assert (samples["profile"].value, samples["profile"].timestamp) == (0.75, at)
+
+
+def test_matrix_answer_with_one_fresh_series_passes_the_stale_one_on() -> None:
+    at = 1_700_000_000.0
+    result = [
+        {"metric": {"pod": "a"}, "values": [[at - 20, "1"], [at - 10, "2"]]},
+        {"metric": {"pod": "b"}, "values": [[at - 900, "3"]]},
+        {"metric": {"pod": "c"}, "values": []},
+    ]
+    document = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+    with (
+        FakeQueryApi(answers={"q": document}) as api,
+        PrometheusSource(PrometheusSettings(api.url)) as own,
+    ):
+        answer = fetch_one(own, "q", at)
+
+    assert isinstance(answer, Series)
+    assert [(dict(s.labels)["pod"], s.value, s.timestamp) for s in answer.samples] == [
+        ("a", 2.0, at - 10),
+        ("b", 3.0, at - 900),
+    ]
 
 
 def test_a_closed_source_answers_no_data() -> None:
@@ -508,12 +629,48 @@ def fake_api() -> Iterator[FakeQueryApi]:
         yield api
 
 
-@given(document=vector_answers() | json_values)
+def usable(series: Any) -> bool:
+    timestamp, value = series["value"]
+    return math.isfinite(float(value)) and AT - timestamp <= STALENESS
+
+
+@given(document=vector_answers())
 @settings(max_examples=150, deadline=None)
-def test_whatever_the_server_sends_the_source_keeps_only_finite_fresh_samples(
+def test_a_vector_answer_is_passed_on_whole_while_one_sample_is_usable(
+    fake_api: FakeQueryApi, document: Any
+) -> None:
+    fake_api.answers = {"q": document}
+    fake_api.received.clear()
+    with PrometheusSource(
+        PrometheusSettings(fake_api.url, staleness_limit_seconds=STALENESS)
+    ) as source:
+        answer = fetch_one(source, "q", AT)
+
+    result = document["data"]["result"]
+    if not any(usable(series) for series in result):
+        assert isinstance(answer, NoData)
+        assert answer.reason.strip() and "\n" not in answer.reason
+        return
+    assert isinstance(answer, Series)
+    sent = {
+        tuple(sorted(series["metric"].items())): (float(series["value"][1]), series["value"][0])
+        for series in result
+    }
+    received = {sample.labels: (sample.value, sample.timestamp) for sample in answer.samples}
+    assert list(received) == sorted(sent)
+    for labels, (value, timestamp) in received.items():
+        sent_value, sent_timestamp = sent[labels]
+        assert timestamp == sent_timestamp
+        assert value == sent_value or (math.isnan(value) and math.isnan(sent_value))
+
+
+@given(document=json_values)
+@settings(max_examples=150, deadline=None)
+def test_whatever_json_the_server_sends_is_samples_or_a_plain_reason(
     fake_api: FakeQueryApi, document: object
 ) -> None:
     fake_api.answers = {"q": document}
+    fake_api.received.clear()
     with PrometheusSource(
         PrometheusSettings(fake_api.url, staleness_limit_seconds=STALENESS)
     ) as source:
@@ -522,15 +679,9 @@ def test_whatever_the_server_sends_the_source_keeps_only_finite_fresh_samples(
     if isinstance(answer, NoData):
         assert answer.reason.strip() and "\n" not in answer.reason
         return
+    assert any(
+        math.isfinite(sample.value) and AT - sample.timestamp <= STALENESS
+        for sample in answer.samples
+    )
     for sample in answer.samples:
-        assert math.isfinite(sample.value)
-        assert AT - sample.timestamp <= STALENESS
         assert sample.labels == tuple(sorted(sample.labels))
-    assert isinstance(document, dict)
-    data = document["data"]
-    usable = {
-        tuple(sorted(series["metric"].items()))
-        for series in data["result"]
-        if math.isfinite(float(series["value"][1])) and AT - series["value"][0] <= STALENESS
-    }
-    assert {sample.labels for sample in answer.samples} == usable
