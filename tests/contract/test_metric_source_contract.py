@@ -43,6 +43,10 @@ class MetricSourceHarness(Protocol):
         """A query whose every value is undefined, as a ratio of two zero rates (0/0) is."""
         ...
 
+    def partly_undefined(self) -> tuple[MetricQuery, Mapping[Labels, float], Labels]:
+        """A query with a value for some label sets (as `labelled`) and 0/0 for one more."""
+        ...
+
     def broken(self) -> MetricQuery:
         """A query the backend cannot evaluate."""
         ...
@@ -88,6 +92,12 @@ class PrometheusHarness:
 
     def not_a_number(self) -> MetricQuery:
         return MetricQuery("zero_over_zero", "vector(0) / vector(0)")
+
+    def partly_undefined(self) -> tuple[MetricQuery, Mapping[Labels, float], Labels]:
+        labelled, held = self.labelled()
+        undefined = 'label_replace(vector(0) / vector(0), "cache", "cold", "", "")'
+        query = MetricQuery("partly_undefined", f"{labelled.expr} or {undefined}")
+        return query, held, labels_of({"cache": "cold"})
 
     def broken(self) -> MetricQuery:
         return MetricQuery("broken", "rate(cache_lookups_total[1m]")
@@ -169,6 +179,22 @@ def test_an_undefined_value_is_no_data_never_a_number(harness: MetricSourceHarne
     query = harness.not_a_number()
 
     assert_plain_reason(harness.source.fetch([query], harness.now())[query.name])
+
+
+def test_an_undefined_value_beside_defined_ones_is_passed_on_never_dropped(
+    harness: MetricSourceHarness,
+) -> None:
+    # Dropped, the engine would take the series for gone and resolve its target; passed on,
+    # the engine holds that target as having no data.
+    query, held, undefined = harness.partly_undefined()
+
+    answer = harness.source.fetch([query], harness.now())[query.name]
+
+    assert isinstance(answer, Series), answer
+    values = {sample.labels: sample.value for sample in answer.samples}
+    assert set(values) == {*held, undefined}
+    assert not math.isfinite(values.pop(undefined))
+    assert values == pytest.approx(held)
 
 
 def test_a_failing_query_fails_only_its_own_metric(harness: MetricSourceHarness) -> None:
