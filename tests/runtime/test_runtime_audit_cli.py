@@ -150,7 +150,9 @@ def test_explain_gives_the_last_change_and_the_cooldown(
     assert "shrink-api: nothing to do: latency is 0.9, not below 0.1." in out
 
 
-def test_explain_says_when_an_hpa_owns_the_target(audit: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_says_when_an_hpa_owns_the_target(
+    audit: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["explain", WORKER, "--database-url", audit]) == 0
     out = capsys.readouterr().out
     assert "Last change: none recorded." in out
@@ -158,9 +160,7 @@ def test_explain_says_when_an_hpa_owns_the_target(audit: str, capsys: pytest.Cap
     assert "owned by HorizontalPodAutoscaler" in out
 
 
-def test_explain_says_when_there_is_no_data(
-    audit: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_explain_says_when_there_is_no_data(audit: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "key/crm:ttl:users", "--database-url", audit]) == 0
     out = capsys.readouterr().out
     assert "no data from the metric source (Prometheus timed out)" in out
