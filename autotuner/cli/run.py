@@ -26,7 +26,6 @@ _HELP = {
     "retention_days": "delete audit records older than this",
     "rules": "rule files or directories, comma-separated",
     "interval_seconds": "seconds between control cycles (default 15)",
-    "reload_interval_seconds": "how often rule files are checked for changes",
     "http_host": "address of the /healthz, /readyz and /metrics server",
     "http_port": "port of that server (0 picks a free one)",
     "ready_max_age_seconds": "not ready when Prometheus last answered longer ago than this",

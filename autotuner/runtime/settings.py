@@ -192,8 +192,6 @@ class Settings(BaseModel):
     retention_days: float = Field(default=30.0, gt=0)
     rules: tuple[Path, ...] = (Path("rules"),)
     interval_seconds: float = Field(default=15.0, gt=0)
-    # A reloaded rule file is picked up at the next check, at most this often.
-    reload_interval_seconds: float = Field(default=5.0, gt=0)
     dry_run: bool = False
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
