@@ -89,8 +89,8 @@ class PrometheusSettings:
     """
 
     url: str
-    # Per query: the answer must start and finish arriving within this; a connection that is
-    # slow to open can add up to as much again.
+    # Per query: opening the connection, and then each wait for more of the answer, must take
+    # no longer than this.
     timeout_seconds: float = 10.0
     staleness_limit_seconds: float = 300.0
     max_concurrency: int = 4
@@ -104,8 +104,8 @@ class PrometheusSettings:
     verify_tls: bool = True
     # Sent with every query, e.g. {"X-Scope-OrgID": "tenant-a"} for Mimir, Cortex or Thanos.
     extra_headers: Mapping[str, str] = field(default_factory=dict, hash=False)
-    # An answer larger than this is refused rather than parsed: a query matching far more
-    # series than a rule can use is a mistake in the rule.
+    # An answer declaring a larger Content-Length is refused before it is read: a query
+    # matching far more series than a rule can use is a mistake in the rule.
     max_response_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
