@@ -10,7 +10,9 @@ import time
 import urllib.request
 
 import pytest
+import redis
 
+from autotuner.adapters.sql_store import AuditRecord
 from autotuner.core.model import OutcomeStatus, Verdict
 from tests.runtime.real_world import (
     RULES,
@@ -97,6 +99,47 @@ def test_redis_down_blocks_key_changes_without_half_records_then_recovery(
     eventually(lambda: _ttl(world) > ttl, 40, "the TTL rose once Redis was back")
     assert daemon.stop() == 0
     assert not [r for r in records(world) if r.outcome is None]
+
+
+def test_redis_refusing_writes_records_failed_actions_and_nothing_half_written(
+    world: World, daemons: list[DaemonProcess]
+) -> None:
+    admin = world.redis.client()
+    admin.execute_command("ACL", "SETUSER", "admin", "on", ">admin-pw", "~*", "&*", "+@all")
+    admin = redis.Redis(
+        host="127.0.0.1", port=world.redis.port, username="admin", password="admin-pw"
+    )
+    daemon = DaemonProcess(world)
+    daemons.append(daemon)
+    eventually(lambda: daemon.get("/readyz") == 200, 30, "the daemon became ready")
+    ttl = _ttl(world)
+    # Reads still work, writes are refused: the change is attempted and fails.
+    admin.execute_command("ACL", "SETUSER", "default", "-@write", "-@scripting")
+    world.exporter.flush_cache("user_sessions")
+
+    def failed() -> list[AuditRecord]:
+        return [
+            r
+            for r in records(world, "cache-hit-rate-low")
+            if r.outcome is not None and r.outcome.status is OutcomeStatus.FAILED
+        ]
+
+    eventually(lambda: bool(failed()), 40, "the refused change was recorded as failed")
+    assert _ttl(world) == ttl
+    assert not [r for r in records(world) if r.outcome is None], "a half-written record"
+    assert _metric_labelled(daemon, "autotuner_actions_total", 'outcome="failed"') >= 1
+
+    admin.execute_command("ACL", "SETUSER", "default", "+@all")
+    eventually(lambda: _ttl(world) > ttl, 90, "the change went through once Redis accepted it")
+    assert daemon.stop() == 0
+
+
+def _metric_labelled(daemon: DaemonProcess, name: str, label: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in _body(daemon).splitlines()
+        if line.startswith(name + "{") and label in line
+    )
 
 
 def test_killed_while_scaling_and_restarted_neither_repeats_nor_forgets_the_cooldown(
