@@ -479,7 +479,9 @@ def _error_answer(library_error: str) -> NoData:
         return NoData(f"Prometheus answered HTTP {status} with unexpected JSON: {_excerpt(body)}")
     error_type = document.get("errorType") or "error"
     error = document.get("error") or _excerpt(body)
-    return NoData(f"Prometheus could not evaluate the query ({error_type}): {error}")
+    # A reason is one line: PromQL parse errors can quote a multi-line query.
+    explained = f"Prometheus could not evaluate the query ({error_type}): {error}"
+    return NoData(" ".join(explained.split()))
 
 
 def _points(result: Any) -> list[tuple[Labels, float, float]]:

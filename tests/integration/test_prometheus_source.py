@@ -417,6 +417,11 @@ def vector_of(count: int) -> object:
             "Prometheus could not evaluate the query (execution): too many samples",
         ),
         (
+            {},
+            {"q": (400, b'{"status":"error","errorType":"bad_data","error":"1:5: parse\\nerror"}')},
+            "Prometheus could not evaluate the query (bad_data): 1:5: parse error",
+        ),
+        (
             {"q": {"status": "success", "data": {"resultType": "string", "result": [1, "x"]}}},
             {},
             "the query returns a string, not a number",
@@ -449,6 +454,7 @@ def vector_of(count: int) -> object:
         "unauthorized",
         "html-from-a-proxy",
         "execution-error",
+        "multi-line-error",
         "string",
         "html-with-200",
         "no-result",
