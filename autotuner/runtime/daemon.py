@@ -119,7 +119,7 @@ class Daemon:
         self._scheduler.start()
         if self._http is not None:
             self._http.start()
-        log_event(_LOG, "daemon.started", interval_seconds=self._interval)
+        log_event(_LOG, "daemon.started", interval_seconds=self._interval, http_port=self.http_port)
         self._stop.wait()
         self._shutdown()
         return 0
