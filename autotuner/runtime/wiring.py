@@ -119,7 +119,7 @@ def build_daemon(settings: Settings, on_decision: DecisionListener | None = None
             interval=parts.interval,
             metrics=metrics,
             leadership=parts.leadership,
-            http_bind=(settings.http_host, settings.http_port),
+            http_bind=(settings.http_host, _http_port(settings)),
             closers=parts.closers,
             shutdown_grace=settings.shutdown_grace_seconds,
             on_cycle=parts.on_cycle,
@@ -131,6 +131,14 @@ def build_daemon(settings: Settings, on_decision: DecisionListener | None = None
             f"cannot serve HTTP on {settings.http_host}:{settings.http_port}: {error.strerror}; "
             "choose another port with --http-port or AUTOTUNER_HTTP_PORT"
         ) from None
+
+
+def _http_port(settings: Settings) -> int:
+    # A demo on a laptop should not fail because something else holds 8080: unless a port was
+    # asked for, the embedded mode takes a free one (and prints it).
+    if settings.embedded and "http_port" not in settings.model_fields_set:
+        return 0
+    return settings.http_port
 
 
 def _scenario(settings: Settings) -> Scenario:
