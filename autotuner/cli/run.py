@@ -14,7 +14,13 @@ import time
 
 from autotuner.core.model import Decision, Outcome, OutcomeStatus, Verdict
 from autotuner.runtime.logging import configure_logging
-from autotuner.runtime.settings import SECRET_FIELDS, Settings, SettingsError, load_settings
+from autotuner.runtime.settings import (
+    SECRET_FIELDS,
+    Settings,
+    SettingsError,
+    load_settings,
+    redact_url,
+)
 
 _HELP = {
     "prometheus_url": "Prometheus base URL; without it, run the bundled simulated system",
@@ -81,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     # Imported once the settings are known to be good: it pulls in every client library.
     from autotuner.runtime.wiring import StartupError, build_daemon
 
-    on_decision = _print_change if settings.embedded else None
+    printed = _ChangePrinter()
+    on_decision = printed if settings.embedded else None
     try:
         daemon = build_daemon(settings, on_decision)
     except StartupError as error:
@@ -97,13 +104,27 @@ def run(args: argparse.Namespace) -> int:
         )
     daemon.install_signal_handlers()
     status = daemon.run()
+    if settings.embedded:
+        print(
+            f"autotuner: stopped after {printed.changes} changes, all recorded in "
+            f"{redact_url(settings.database_url.get_secret_value())}. Next: "
+            "`autotuner history`, `autotuner explain deployment/crm/api`.",
+            flush=True,
+        )
     logging.shutdown()
     return status
 
 
-def _print_change(decision: Decision, outcome: Outcome) -> None:
-    if decision.verdict is Verdict.CHANGE:
-        print(describe_decision(decision, outcome), flush=True)
+class _ChangePrinter:
+    """Prints each change as it happens, and counts them."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+
+    def __call__(self, decision: Decision, outcome: Outcome) -> None:
+        if decision.verdict is Verdict.CHANGE:
+            self.changes += 1
+            print(describe_decision(decision, outcome), flush=True)
 
 
 def describe_decision(decision: Decision, outcome: Outcome) -> str:
