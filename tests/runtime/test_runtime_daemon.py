@@ -127,7 +127,10 @@ def _scenario(tmp_path: Path) -> Path:
 def test_sigterm_stops_cleanly_with_exit_0(
     tmp_path: Path, stop_process: list[subprocess.Popen[str]]
 ) -> None:
-    process = _start(tmp_path, "--sim-speed", "120", "--log-level", "info")
+    env = _environment(tmp_path)
+    env["AUTOTUNER_REDIS_PASSWORD"] = "hunter2-never-logged"
+    env["AUTOTUNER_REDIS_URL"] = "redis://:url-password-never-logged@127.0.0.1:1/0"
+    process = _start(tmp_path, "--sim-speed", "120", "--log-level", "debug", env=env)
     stop_process.append(process)
     header = _read_until(process, r"metrics", timeout=30)
     port = int(re.search(r":(\d+)/metrics", "".join(header)).group(1))  # type: ignore[union-attr]
@@ -143,9 +146,12 @@ def test_sigterm_stops_cleanly_with_exit_0(
     process.send_signal(signal.SIGTERM)
     assert process.wait(30) == 0
     assert process.stderr is not None
-    events = [json.loads(line) for line in process.stderr.read().splitlines() if line.strip()]
+    log = process.stderr.read()
+    events = [json.loads(line) for line in log.splitlines() if line.strip()]
     names = [e["event"] for e in events]
+    assert "daemon.configured" in names
     assert "daemon.stopped" in names
+    assert "never-logged" not in log
     store = SqlStore(f"sqlite:///{tmp_path / 'audit.sqlite'}")
     try:
         assert store.unfinished() == []
