@@ -43,6 +43,13 @@ class TickReport:
         return tuple(pair for pair in self.decisions if pair[0].verdict is Verdict.CHANGE)
 
 
+def _owner(knob: KnobRef, actuators: Sequence[Actuator]) -> int | None:
+    for index, actuator in enumerate(actuators):
+        if actuator.handles(knob):
+            return index
+    return None
+
+
 def read_knobs(
     knobs: Iterable[KnobRef], actuators: Sequence[Actuator], guard: KnobGuard | None = None
 ) -> dict[KnobRef, KnobReading]:
@@ -54,7 +61,7 @@ def read_knobs(
         if refusal is not None:
             readings[knob] = KnobUnreadable(refusal, skip=True)
             continue
-        owner = next((i for i, a in enumerate(actuators) if a.handles(knob)), None)
+        owner = _owner(knob, actuators)
         if owner is None:
             readings[knob] = KnobUnreadable(
                 f"no actuator is configured for {knob.kind.value} knobs"

@@ -10,6 +10,7 @@ No clock, no I/O. The daemon, the simulator and rule tests all call it through `
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from autotuner.core.model import (
     format_labels,
     usable,
 )
-from autotuner.core.rules import Budget, Rule, RuleSet, TemplateError
+from autotuner.core.rules import Budget, Rule, RuleSet, knob_for
 from autotuner.core.state import INITIAL_TARGET, EngineState, KnobState, TargetKey, TargetState
 
 
@@ -79,14 +80,10 @@ def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> froz
         if not isinstance(answer, Series):
             continue
         template = rule.action.knob
-        if template.is_static:
-            knobs.add(template.render({}))
-            continue
         for sample in answer.samples:
-            try:
-                knobs.add(template.render(dict(sample.labels)))
-            except TemplateError:
-                continue
+            knob = knob_for(template, sample.labels)
+            if not isinstance(knob, str):
+                knobs.add(knob)
     for budget in ruleset.budgets:
         knobs.update(budget.knobs)
     return frozenset(knobs)
@@ -120,7 +117,7 @@ class _Evaluator:
         self.proposals: dict[KnobRef, list[_Proposal]] = defaultdict(list)
         self.starved_knobs: dict[KnobRef, str] = {}  # knob -> a rule whose input is missing
         self.windowed_knobs: set[KnobRef] = set()
-        self.rules_by_name = {rule.name: rule for rule in ruleset.rules}
+        self.rules_by_name = ruleset.rules_by_name
 
     # -- per target -------------------------------------------------------------------------
 
@@ -202,46 +199,50 @@ class _Evaluator:
             )
 
     def knob_of(self, rule: Rule, labels: Labels, previous: TargetState) -> KnobRef | None:
-        try:
-            return rule.action.knob.render(dict(labels))
-        except TemplateError:
+        knob = knob_for(rule.action.knob, labels)
+        if isinstance(knob, str):
             return KnobRef.parse(previous.knob) if previous.knob else None
+        return knob
 
     def observe(self, rule: Rule, labels: Labels, value: float) -> None:
         key = (rule.name, labels)
         previous = self.state.targets.get(key, INITIAL_TARGET)
-        try:
-            knob = rule.action.knob.render(dict(labels))
-        except TemplateError as error:
+        knob = knob_for(rule.action.knob, labels)
+        if isinstance(knob, str):
             self.keep(key, previous)
             self.evaluations.append(
-                Evaluation(
-                    rule.name, labels, previous.phase, value, f"cannot name the knob: {error}"
-                )
+                Evaluation(rule.name, labels, previous.phase, value, f"cannot name the knob: {knob}")
             )
             return
         if rule.action.stabilization_window > 0:
             self.windowed_knobs.add(knob)
-        target, acting = self.step(rule, previous, value)
-        if target.knob != knob.id:
-            target = replace(target, knob=knob.id)
-        self.keep(key, target)
+        target, acting = self.step(rule, previous, value, knob.id)
+        if target is not INITIAL_TARGET:
+            self.keep(key, target)
         self.evaluations.append(Evaluation(rule.name, labels, target.phase, value, None, knob))
         if acting:
             self.propose(rule, labels, knob, value, target)
 
-    def step(self, rule: Rule, previous: TargetState, value: float) -> tuple[TargetState, bool]:
-        """The Prometheus alert state machine, with hysteresis and keep_firing_for."""
+    def step(
+        self, rule: Rule, previous: TargetState, value: float, knob: str
+    ) -> tuple[TargetState, bool]:
+        """The Prometheus alert state machine, with hysteresis and keep_firing_for.
+
+        Allocation-free when nothing changes: most targets stay inactive most of the time.
+        """
         condition = rule.condition
-        was_firing = previous.phase is Phase.FIRING
+        phase = previous.phase
+        was_firing = phase is Phase.FIRING
         holds = condition.holds(value) if was_firing else condition.starts(value)
         now = self.now
         if holds:
-            since = previous.active_since if previous.phase is not Phase.INACTIVE else now
+            since = previous.active_since if phase is not Phase.INACTIVE else None
             since = now if since is None else since
             firing = was_firing or now - since >= rule.for_
-            phase = Phase.FIRING if firing else Phase.PENDING
-            return replace(previous, phase=phase, active_since=since, last_true=now), firing
+            new_phase = Phase.FIRING if firing else Phase.PENDING
+            return TargetState(new_phase, since, now, previous.last_action, knob), firing
+        if phase is Phase.INACTIVE:
+            return previous, False
         if (
             was_firing
             and previous.last_true is not None
@@ -249,7 +250,7 @@ class _Evaluator:
         ):
             # Kept firing, so a relapse acts without a new `for:`; but it does not act now.
             return previous, False
-        return replace(previous, phase=Phase.INACTIVE, active_since=None), False
+        return TargetState(Phase.INACTIVE, None, previous.last_true, previous.last_action, knob), False
 
     def propose(
         self, rule: Rule, labels: Labels, knob: KnobRef, value: float, target: TargetState
@@ -476,18 +477,16 @@ class _Evaluator:
     # -- the new state ----------------------------------------------------------------------
 
     def knob_states(self, recommendations: Mapping[KnobRef, float]) -> dict[str, KnobState]:
-        horizon_window = max((r.action.stabilization_window for r in self.ruleset.rules), default=0)
-        horizon_rate = max(
-            (p.period for r in self.ruleset.rules for p in r.action.rate_limits), default=0
-        )
+        horizon_window = self.ruleset.longest_window
+        horizon_rate = self.ruleset.longest_rate_period
         knobs: dict[str, KnobState] = {}
         for knob_id, old in self.state.knobs.items():
             pruned = KnobState(
-                tuple(p for p in old.recommendations if p[0] > self.now - horizon_window),
-                tuple(p for p in old.changes if p[0] > self.now - horizon_rate),
+                _recent(old.recommendations, self.now - horizon_window),
+                _recent(old.changes, self.now - horizon_rate),
             )
             if not pruned.empty:
-                knobs[knob_id] = pruned
+                knobs[knob_id] = old if pruned == old else pruned
         for knob in self.windowed_knobs:
             reading = self.readings.get(knob)
             if knob in recommendations:
@@ -501,6 +500,19 @@ class _Evaluator:
                 old, recommendations=(*old.recommendations, (self.now, recommended))
             )
         return knobs
+
+
+def _recent(
+    pairs: tuple[tuple[float, float], ...], since: float
+) -> tuple[tuple[float, float], ...]:
+    """The pairs after `since`; they are in time order, so only the head can have expired."""
+    if not pairs or pairs[0][0] > since:
+        return pairs
+    return pairs[bisect.bisect_right(pairs, since, key=_time) :]
+
+
+def _time(pair: tuple[float, float]) -> float:
+    return pair[0]
 
 
 def evaluate(

@@ -6,6 +6,8 @@ logged and serialised without surprises.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +22,8 @@ def labels_of(mapping: Mapping[str, str]) -> Labels:
 
 
 def format_labels(labels: Labels) -> str:
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in labels) + "}"
+    # Values quoted and escaped as JSON strings, so a label value cannot break a log line.
+    return "{" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in labels) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +82,19 @@ class KnobRef:
     name: str
     namespace: str = ""
     field: str = ""
+    # Derived once: ids key the engine's state and are read on every tick.
+    id: str = dataclasses.field(init=False, repr=False, compare=False, default="")
 
-    @property
-    def id(self) -> str:
+    def __post_init__(self) -> None:
         if self.kind is KnobKind.CONFIG_KEY:
-            return f"key/{self.name}" + (f"#{self.field}" if self.field else "")
-        return f"{self.kind.value.lower()}/{self.namespace}/{self.name}"
+            knob_id = f"key/{self.name}" + (f"#{self.field}" if self.field else "")
+        else:
+            knob_id = f"{self.kind.value.lower()}/{self.namespace}/{self.name}"
+        object.__setattr__(self, "id", knob_id)
+
+    def __hash__(self) -> int:
+        # Strings cache their hash; knobs key sets and dicts many times per tick.
+        return hash(self.id)
 
     @property
     def is_workload(self) -> bool:

@@ -5,6 +5,8 @@ Durations are seconds, thresholds plain floats; nothing here knows about YAML.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -76,8 +78,17 @@ class KnobTemplate:
     name: Template
     namespace: Template = Template(("",))
     field: Template = Template(("",))
+    # Hashed once: `knob_for` looks templates up in its cache on every target of every tick.
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.name, self.namespace, self.field)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def render(self, labels: Mapping[str, str]) -> KnobRef:
+        """The knob a series names; `knob_for` is the memoized form for the hot path."""
         return KnobRef(
             self.kind,
             self.name.render(labels),
@@ -92,6 +103,18 @@ class KnobTemplate:
     @property
     def is_static(self) -> bool:
         return self.name.is_static and self.namespace.is_static and self.field.is_static
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def knob_for(template: KnobTemplate, labels: Labels) -> KnobRef | str:
+    """The knob a series' labels name, or why they name none.
+
+    Memoized: the same rules see the same series tick after tick, and rendering is pure.
+    """
+    try:
+        return template.render(dict(labels))
+    except TemplateError as error:
+        return str(error)
 
 
 class Comparison(StrEnum):
@@ -236,8 +259,9 @@ class Budget:
 DEFAULT_MAX_SAMPLE_AGE = 300.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RuleSet:
+    # Not slotted: the derived views below are computed once per rule set, not once per tick.
     metrics: tuple[MetricQuery, ...]
     rules: tuple[Rule, ...]
     budgets: tuple[Budget, ...] = ()
@@ -250,12 +274,26 @@ class RuleSet:
                 return query
         raise KeyError(name)
 
-    @property
+    @functools.cached_property
     def active_rules(self) -> tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.enabled)
 
-    @property
+    @functools.cached_property
+    def rules_by_name(self) -> Mapping[str, Rule]:
+        return {rule.name: rule for rule in self.rules}
+
+    @functools.cached_property
     def queries(self) -> tuple[MetricQuery, ...]:
         """The metrics that enabled rules use: the only ones worth fetching."""
         used = {rule.metric for rule in self.active_rules}
         return tuple(query for query in self.metrics if query.name in used)
+
+    @functools.cached_property
+    def longest_window(self) -> float:
+        """How far back any stabilization window looks."""
+        return max((r.action.stabilization_window for r in self.rules), default=0.0)
+
+    @functools.cached_property
+    def longest_rate_period(self) -> float:
+        """How far back any rate limit counts changes."""
+        return max((p.period for r in self.rules for p in r.action.rate_limits), default=0.0)
