@@ -338,33 +338,45 @@ def last_cycle_document(ruleset: RuleSet, report: TickReport) -> dict[str, Any]:
     targets = []
     for evaluation in report.evaluations:
         rule = rules.get(evaluation.rule)
-        if rule is None or evaluation.knob is None:
+        if rule is None:
             continue
-        knob = evaluation.knob.id
-        state = report.state.target(evaluation.rule, evaluation.labels)
-        entry: dict[str, Any] = {
-            "rule": rule.name,
-            "labels": dict(evaluation.labels),
-            "knob": knob,
-            "metric": rule.metric,
-            "phase": evaluation.phase.value,
-            "value": evaluation.value,
-            "no_data": evaluation.no_data,
-            "comparison": rule.condition.comparison.value,
-            "threshold": rule.condition.threshold,
-            "for_seconds": rule.for_,
-            "cooldown_seconds": rule.cooldown,
-            "active_since": state.active_since,
-            "last_action": state.last_action,
-        }
-        found = decisions.get((evaluation.rule, evaluation.labels, knob))
-        if found is not None:
-            decision, outcome = found
-            entry |= {
-                "verdict": decision.verdict.value,
-                "reason": decision.reason,
-                "outcome": outcome.status.value,
-                "detail": outcome.detail,
+        if evaluation.knob is not None:
+            seen = [(evaluation.labels, evaluation.knob.id)]
+        elif evaluation.no_data is not None:
+            # A query that failed as a whole names no series, hence no knob: report it on the
+            # knobs this rule's targets had before.
+            seen = [
+                (labels, target.knob)
+                for (name, labels), target in report.state.targets.items()
+                if name == rule.name and target.knob is not None
+            ]
+        else:
+            seen = []
+        for labels, knob in seen:
+            state = report.state.target(rule.name, labels)
+            entry: dict[str, Any] = {
+                "rule": rule.name,
+                "labels": dict(labels),
+                "knob": knob,
+                "metric": rule.metric,
+                "phase": evaluation.phase.value,
+                "value": evaluation.value,
+                "no_data": evaluation.no_data,
+                "comparison": rule.condition.comparison.value,
+                "threshold": rule.condition.threshold,
+                "for_seconds": rule.for_,
+                "cooldown_seconds": rule.cooldown,
+                "active_since": state.active_since,
+                "last_action": state.last_action,
             }
-        targets.append(entry)
+            found = decisions.get((rule.name, labels, knob))
+            if found is not None:
+                decision, outcome = found
+                entry |= {
+                    "verdict": decision.verdict.value,
+                    "reason": decision.reason,
+                    "outcome": outcome.status.value,
+                    "detail": outcome.detail,
+                }
+            targets.append(entry)
     return {"time": report.now, "targets": targets}

@@ -421,3 +421,15 @@ def test_each_cycle_saves_why_every_target_did_or_did_not_act(rig: Rig) -> None:
     assert "cooldown" in scale["reason"]
     assert scale["last_action"] == rig.clock.time - 15
     json.dumps(last)
+
+
+def test_a_failed_query_is_reported_on_the_knobs_its_targets_had(rig: Rig) -> None:
+    rig.source.values = {"latency": 0.1, "hit_ratio": {labels_of({"prefix": "crm"}): 0.5}}
+    rig.controller.cycle()
+    rig.source.values = {"latency": 0.1, "hit_ratio": NoData("Prometheus timed out")}
+    rig.clock.time += 15
+    rig.controller.cycle()
+    (entry,) = [t for t in rig.store.documents["last_cycle"]["targets"] if t["rule"] == "cache-ttl"]
+    assert entry["knob"] == "key/crm:ttl"
+    assert entry["labels"] == {"prefix": "crm"}
+    assert entry["no_data"] == "Prometheus timed out"
