@@ -499,6 +499,15 @@ class _Evaluator:
             knobs[knob.id] = replace(
                 old, recommendations=(*old.recommendations, (self.now, recommended))
             )
+        # A knob whose inputs are missing keeps its last recommendation alive, so that an
+        # outage as long as a window does not empty it and let the first tick back act at once.
+        for knob in self.starved_knobs.keys() - self.windowed_knobs:
+            held = knobs.get(knob.id)
+            if held is not None and held.recommendations:
+                last = held.recommendations[-1][1]
+                knobs[knob.id] = replace(
+                    held, recommendations=(*held.recommendations, (self.now, last))
+                )
         return knobs
 
 

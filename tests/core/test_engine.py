@@ -438,3 +438,14 @@ def test_state_round_trips_through_json_exactly() -> None:
     restored = EngineState.from_dict(json.loads(json.dumps(loop.state.to_dict())))
     assert restored == loop.state
     assert restored.to_dict() == loop.state.to_dict()
+
+
+def test_an_outage_does_not_empty_a_stabilization_window() -> None:
+    down = scale_rule(name="down", condition="below: 0.2", action="factor: 0.5, min: 1, max: 20, stabilization_window: 1m")
+    loop = Loop(rules(down), knobs={"deployment/crm/api": 8})
+    loop.at(0, p95=0.3)  # the window holds the current 8
+    for now in (15, 30, 45, 60, 75, 90):
+        assert not loop.at(now, p95=NoData("Prometheus is down")).decisions
+    held, _ = only(loop.at(105, p95=0.1))  # back, and low: the window still remembers 8
+    assert held.verdict is Verdict.HOLD and held.limited_by == "stabilization"
+    assert only(loop.at(166, p95=0.1))[0].final == 4
