@@ -6,10 +6,18 @@ so it lags a change. Each series here is the weighted mean of the model's signal
 quantiles weighted by request rate, approximating a quantile over the window's merged histogram),
 times (1 + σ·z) measurement noise with z drawn once per tick and series from the run's seeded
 generator, so the noise is the same however often a tick asks.
+
+Answers take the shape the Prometheus source gives them (autotuner/adapters/prometheus.py), so
+the engine meets the same cases in simulation as in production: a series shows up once its
+window holds a step; a ratio whose denominator was zero over the whole window (a cache without
+traffic) is NaN, as 0/0 is in PromQL; samples come sorted by labels. While one sample is usable
+the NaN ones are passed on beside it, and the engine holds those targets; when none is, the
+answer is `NoData` saying why. Samples carry the tick's time, so none is ever stale.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +30,7 @@ from autotuner.core.model import (
     NoData,
     Sample,
     Series,
+    format_labels,
     labels_of,
 )
 from autotuner.sim.faults import Fault, FaultKind
@@ -82,8 +91,11 @@ class _Window:
         self._count += 1
 
     def mean(self) -> float | None:
-        if self._count == 0 or self._weight <= 1e-12:
+        """None before the first step; NaN when the weights sum to zero (0/0)."""
+        if self._count == 0:
             return None
+        if self._weight <= 1e-12:
+            return math.nan
         return self._sum / self._weight
 
 
@@ -109,6 +121,12 @@ class SimMetricSource:
             for i, definition in enumerate(defs)
         }
         self._columns = {key: column for column, key in enumerate(self._windows)}
+        # Answers list samples sorted by labels, as Prometheus does; the windows and noise
+        # columns keep the catalogue's order, so a seed gives the same noise per series.
+        self._answer_order = {
+            name: tuple(sorted(range(len(defs)), key=lambda index: defs[index].labels))
+            for name, defs in self._series.items()
+        }
         self._step = -1
 
     @property
@@ -142,14 +160,24 @@ class SimMetricSource:
             return NoData(f"the simulated system exposes no metric {name!r} (it has: {known})")
         if self._outage(name, at) is not None:
             return NoData("metric outage (simulated): the query returned no data")
-        samples = []
-        for index, definition in enumerate(defs):
+        samples: list[Sample] = []
+        undefined: list[str] = []
+        for index in self._answer_order[name]:
+            definition = defs[index]
             mean = self._windows[(name, index)].mean()
             if mean is None:
+                continue
+            if math.isnan(mean):
+                samples.append(Sample(definition.labels, mean, at))
+                undefined.append(_undefined(definition.labels))
                 continue
             z = float(self._noise[self._step % len(self._noise), self._columns[(name, index)]])
             value = max(0.0, mean * (1.0 + self._relative_noise * z))
             samples.append(Sample(definition.labels, value, at))
+        if not samples:
+            return NoData("the query returned no series")
+        if len(undefined) == len(samples):
+            return NoData("no usable value: " + _summary(undefined))
         return Series(tuple(samples))
 
     def value(self, name: str, labels: Labels, at: float) -> float | None:
@@ -159,5 +187,18 @@ class SimMetricSource:
             return None
         for sample in answer.samples:
             if sample.labels == labels:
-                return sample.value
+                return sample.value if math.isfinite(sample.value) else None
         return None
+
+
+# How many undefined series a NoData reason names before summarising the rest.
+_REASONS_SHOWN = 3
+
+
+def _undefined(labels: Labels) -> str:
+    return f"{format_labels(labels) if labels else 'the value'} is NaN (for example 0/0)"
+
+
+def _summary(reasons: Sequence[str]) -> str:
+    rest = len(reasons) - _REASONS_SHOWN
+    return "; ".join(reasons[:_REASONS_SHOWN]) + (f"; and {rest} more" if rest > 0 else "")
