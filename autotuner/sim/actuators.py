@@ -2,6 +2,24 @@
 
 Knobs, for namespace NS: deployment/NS/api and deployment/NS/ml (replicas);
 key/NS:cache:ttl:CLASS (seconds), key/NS:db:pool_size and key/NS:ml:batch_size.
+
+It stands in for the Kubernetes and Redis actuators together and keeps their contract
+(tests/contract/test_actuator_contract.py), so the engine meets the same outcomes in simulation
+as in production:
+
+- it handles what they handle that the model has kinds of: every Deployment and every config
+  key. One the model does not hold (another namespace, a hash field, an unknown cache class)
+  reads as missing, as a 404 or an absent key does; StatefulSets it does not handle at all.
+- `apply` writes only a `change` verdict (others are SKIPPED), only finite values, and for a
+  Deployment only whole replica counts of zero or more (otherwise FAILED, as Kubernetes
+  refuses them); it compares and sets: a knob no longer at the decision's `current` is SKIPPED
+  with what it changed to. Nothing is ever created: a knob the model lacks fails the change.
+- Outcomes carry the value found (`old`) and the value the model now holds (`new`). The pool and
+  batch sizes are whole numbers in the modelled application, so a fraction written there is
+  rounded, as the application would round what it reads.
+
+`set` writes without those checks: it is how the built-in HPA policy and the test exporter,
+which are not the product, change knobs.
 """
 
 from __future__ import annotations
@@ -18,8 +36,12 @@ from autotuner.core.model import (
     KnobValue,
     Outcome,
     OutcomeStatus,
+    Verdict,
+    usable,
 )
 from autotuner.sim.system import System
+
+_HANDLED_KINDS = frozenset({KnobKind.DEPLOYMENT, KnobKind.CONFIG_KEY})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +53,14 @@ class AppliedChange:
     old: float
     new: float
     source: str
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _describe(knob: KnobRef) -> str:
+    return f"deployment {knob.namespace}/{knob.name}" if knob.is_workload else f"key {knob.name}"
 
 
 class SimActuator:
@@ -46,9 +76,10 @@ class SimActuator:
         self._namespace = namespace
 
     def handles(self, knob: KnobRef) -> bool:
-        return self._get(knob) is not None
+        return knob.kind in _HANDLED_KINDS
 
     def _get(self, knob: KnobRef) -> float | None:
+        """The knob's value in the model, or None when the model has no such knob."""
         system = self._system
         if knob.is_workload:
             if knob.kind is not KnobKind.DEPLOYMENT or knob.namespace != self._namespace:
@@ -66,22 +97,38 @@ class SimActuator:
             return None if cache is None else cache.target_ttl
         return None
 
+    def _absent(self, knob: KnobRef) -> str:
+        return (
+            f"the simulated system has no {_describe(knob)} (it models deployments api and ml "
+            f"in namespace {self._namespace}, and keys {self._ttl_prefix}<cache class>, "
+            f"{self._pool_key} and {self._batch_key})"
+        )
+
     def read(self, knobs: Sequence[KnobRef]) -> dict[KnobRef, KnobReading]:
         readings: dict[KnobRef, KnobReading] = {}
         for knob in knobs:
+            if not self.handles(knob):
+                readings[knob] = KnobUnreadable(self._not_handled(knob))
+                continue
             value = self._get(knob)
             readings[knob] = (
-                KnobUnreadable(f"the simulated system has no knob {knob.id}", missing=True)
+                KnobUnreadable(self._absent(knob), missing=True)
                 if value is None
                 else KnobValue(value)
             )
         return readings
 
+    def _not_handled(self, knob: KnobRef) -> str:
+        return (
+            f"{knob.id} is a {knob.kind.value}; the simulated system changes only Deployments "
+            "and config keys"
+        )
+
     def set(self, knob: KnobRef, value: float) -> Outcome:
         """Change a knob to `value` (rounded for integer knobs) and record the change."""
         old = self._get(knob)
         if old is None:
-            return Outcome(OutcomeStatus.FAILED, f"the simulated system has no knob {knob.id}")
+            return Outcome(OutcomeStatus.FAILED, self._absent(knob))
         system = self._system
         if knob.is_workload:
             deployment = system.deployment(knob.name)
@@ -97,11 +144,72 @@ class SimActuator:
         assert new is not None
         if new != old:
             self.changes.append(AppliedChange(self.now, knob.id, old, new, self._source))
-        return Outcome(OutcomeStatus.APPLIED, "simulated", old=old, new=new)
+        return Outcome(
+            OutcomeStatus.APPLIED,
+            f"set {_describe(knob)} from {_number(old)} to {_number(new)} (simulated)",
+            old=old,
+            new=new,
+        )
 
     def apply(self, decision: Decision) -> Outcome:
-        if decision.final is None:
-            return Outcome(OutcomeStatus.SKIPPED, "the decision carries no value to write")
+        knob = decision.knob
+        if not self.handles(knob):
+            return Outcome(OutcomeStatus.FAILED, self._not_handled(knob))
+        where = _describe(knob)
+        if decision.verdict is not Verdict.CHANGE:
+            return Outcome(
+                OutcomeStatus.SKIPPED,
+                f"verdict is {decision.verdict.value}: nothing to change on {where}",
+                old=decision.current,
+            )
+        checked = _writable_values(decision, where)
+        if isinstance(checked, Outcome):
+            return checked
+        current, final = checked
         if decision.dry_run:
-            return Outcome(OutcomeStatus.DRY_RUN, "dry run", old=decision.current)
-        return self.set(decision.knob, decision.final)
+            return Outcome(
+                OutcomeStatus.DRY_RUN,
+                f"dry run: would set {where} from {_number(current)} to {_number(final)}",
+                old=current,
+                new=final,
+            )
+        found = self._get(knob)
+        if found is None:
+            return Outcome(
+                OutcomeStatus.FAILED,
+                f"{self._absent(knob)}; nothing created",
+                old=None if decision.from_default else current,
+            )
+        if decision.from_default or found != current:
+            expected = "absent" if decision.from_default else _number(current)
+            return Outcome(
+                OutcomeStatus.SKIPPED,
+                f"{where} changed concurrently from {expected} to {_number(found)}; nothing "
+                "written, the next tick decides again from the new value",
+                old=None if decision.from_default else current,
+            )
+        return self.set(knob, final)
+
+
+def _writable_values(decision: Decision, where: str) -> Outcome | tuple[float, float]:
+    """The decision's (current, final), or why they must not be written: the production
+    actuators refuse the same decisions."""
+    values: list[float] = []
+    for label, number in (("current", decision.current), ("final", decision.final)):
+        if number is None or not usable(number):
+            return Outcome(
+                OutcomeStatus.FAILED,
+                f"refusing to change {where}: the decision's {label} value {number!r} is not a "
+                "finite number",
+                old=decision.current,
+            )
+        if decision.knob.is_workload and (number < 0 or not float(number).is_integer()):
+            return Outcome(
+                OutcomeStatus.FAILED,
+                f"refusing to scale {where}: the decision's {label} replica count {number!r} "
+                "is not a whole number of zero or more",
+                old=decision.current,
+            )
+        values.append(float(number))
+    current, final = values
+    return current, final

@@ -49,7 +49,12 @@ def test_reads_every_knob_of_the_modelled_system() -> None:
     assert readings[BATCH] == KnobValue(8.0)
     unknown = readings[UNKNOWN]
     assert isinstance(unknown, KnobUnreadable) and unknown.missing
-    assert not actuator.handles(KnobRef(KnobKind.DEPLOYMENT, "api", "other-namespace"))
+    # As the Kubernetes actuator: another namespace's deployment is handled, and not found.
+    elsewhere = KnobRef(KnobKind.DEPLOYMENT, "api", "other-namespace")
+    assert actuator.handles(elsewhere)
+    unfound = actuator.read([elsewhere])[elsewhere]
+    assert isinstance(unfound, KnobUnreadable) and unfound.missing
+    assert not actuator.handles(KnobRef(KnobKind.STATEFULSET, "api", "crm"))
 
 
 def test_applies_changes_and_records_them() -> None:
@@ -75,5 +80,5 @@ def test_a_dry_run_changes_nothing_and_an_unknown_knob_fails_cleanly() -> None:
     assert system.api.desired == 4
     failed = actuator.apply(decision(UNKNOWN, 1.0, 2.0))
     assert failed.status is OutcomeStatus.FAILED
-    assert "no knob" in failed.detail
+    assert "has no key crm:cache:ttl:nonexistent" in failed.detail
     assert actuator.changes == []
