@@ -1,9 +1,9 @@
 """The Actuator contract, checked against every implementation of the port.
 
 Each implementation comes with a harness: the actuator plus a side door to its backend (to set
-a knob up, to play the concurrent writer, to look at the value actually stored, to stop the
-backend). The checks below use only the harness, so an implementation joins the suite with one
-line in `IMPLEMENTATIONS`.
+a knob up, to play the concurrent writer, to look at the value actually stored, and, where the
+backend is a server, to stop it). The checks below use only the harness, so an implementation
+joins the suite with one line in `IMPLEMENTATIONS`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import pytest
 
@@ -29,6 +29,7 @@ from autotuner.core.model import (
     Phase,
     Verdict,
 )
+from tests.contract.sim_harness import sim_deployments_first_harness, sim_keys_first_harness
 from tests.integration.redis_server import RedisServer
 from tests.kube_api.harness import kubernetes_harness
 
@@ -57,6 +58,9 @@ class ActuatorHarness(Protocol):
         """The value the backend holds, read without the actuator."""
         ...
 
+
+@runtime_checkable
+class StoppableActuatorHarness(ActuatorHarness, Protocol):
     def stop_backend(self) -> None:
         """The backend becomes unreachable."""
         ...
@@ -121,6 +125,10 @@ def redis_harness() -> Iterator[ActuatorHarness]:
 IMPLEMENTATIONS = [
     Implementation("redis", redis_harness),
     Implementation("kubernetes", kubernetes_harness),
+    # The modelled system: no server to stop. Two orders of handing out its knobs, so that each
+    # check meets both its deployments and its config keys.
+    Implementation("sim-deployments", sim_deployments_first_harness, can_stop=False),
+    Implementation("sim-keys", sim_keys_first_harness, can_stop=False),
 ]
 
 
@@ -140,8 +148,10 @@ def harness_with_absent_knobs(request: pytest.FixtureRequest) -> Iterator[Actuat
 
 
 @pytest.fixture(params=[i for i in IMPLEMENTATIONS if i.can_stop], ids=lambda i: i.name)
-def stoppable_harness(request: pytest.FixtureRequest) -> Iterator[ActuatorHarness]:
-    yield from _open(request.param)
+def stoppable_harness(request: pytest.FixtureRequest) -> Iterator[StoppableActuatorHarness]:
+    for opened in _open(request.param):
+        assert isinstance(opened, StoppableActuatorHarness), "can_stop needs stop_backend()"
+        yield opened
 
 
 def decide(
@@ -203,6 +213,7 @@ def test_it_never_overwrites_a_concurrent_writer(harness: ActuatorHarness) -> No
 
     assert outcome.status is OutcomeStatus.SKIPPED
     assert "changed" in outcome.detail
+    assert (outcome.old, outcome.new) == (4, None)
     assert harness.value_of(knob) == 9
 
 
@@ -212,6 +223,7 @@ def test_a_dry_run_changes_nothing(harness: ActuatorHarness) -> None:
     outcome = harness.actuator.apply(decide(knob, 4, 6, dry_run=True))
 
     assert outcome.status is OutcomeStatus.DRY_RUN
+    assert (outcome.old, outcome.new) == (4, 6)
     assert harness.value_of(knob) == 4
 
 
@@ -256,6 +268,8 @@ def test_an_absent_knob_reads_as_missing(harness_with_absent_knobs: ActuatorHarn
 
     readings = harness.actuator.read([absent, present])
 
+    # Handled, so that the control cycle asks this actuator and learns the knob is missing.
+    assert harness.actuator.handles(absent)
     reading = readings[absent]
     assert isinstance(reading, KnobUnreadable)
     assert reading.missing
@@ -276,7 +290,7 @@ def test_an_absent_knob_is_not_created_by_a_change_from_a_value(
 
 
 def test_a_stopped_backend_gives_readings_and_outcomes_not_exceptions(
-    stoppable_harness: ActuatorHarness,
+    stoppable_harness: StoppableActuatorHarness,
 ) -> None:
     harness = stoppable_harness
     knob = harness.new_knob(4)

@@ -20,6 +20,7 @@ import pytest
 from autotuner.adapters.prometheus import PrometheusSettings, PrometheusSource
 from autotuner.control.ports import MetricSource
 from autotuner.core.model import Labels, MetricAnswer, MetricQuery, NoData, Series, labels_of
+from tests.contract.sim_harness import sim_metric_source_harness
 from tests.integration.prometheus_server import PrometheusServer
 
 
@@ -118,6 +119,8 @@ def prometheus_harness() -> Iterator[MetricSourceHarness]:
 
 IMPLEMENTATIONS = [
     Implementation("prometheus", prometheus_harness),
+    # Its backend stops as the simulator's metric outage fault stops it: every query, no data.
+    Implementation("sim", sim_metric_source_harness),
 ]
 
 
@@ -163,6 +166,8 @@ def test_a_labelled_answer_has_one_finite_sample_per_label_set(
 
     assert isinstance(answer, Series), answer
     assert {sample.labels: sample.value for sample in answer.samples} == pytest.approx(held)
+    labels = [sample.labels for sample in answer.samples]
+    assert labels == sorted(labels), "samples come sorted by their labels"
     for sample in answer.samples:
         assert sample.labels == tuple(sorted(sample.labels))
         assert math.isfinite(sample.value)
