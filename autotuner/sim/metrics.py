@@ -71,7 +71,7 @@ def catalogue(namespace: str, caches: Sequence[str]) -> dict[str, tuple[SeriesDe
 class _Window:
     """Running weighted sums over the last `size` steps (a ring buffer, O(1) per step)."""
 
-    __slots__ = ("_count", "_index", "_sum", "_values", "_weight", "_weights")
+    __slots__ = ("_count", "_index", "_sum", "_values", "_weight", "_weighted", "_weights")
 
     def __init__(self, size: int) -> None:
         self._values = [0.0] * size
@@ -80,21 +80,28 @@ class _Window:
         self._sum = 0.0
         self._weight = 0.0
         self._count = 0
+        # Steps in the window with a positive weight: running sums keep rounding residue, so
+        # "no weight at all" is counted, not read off the sum.
+        self._weighted = 0
 
     def push(self, value: float, weight: float) -> None:
         i = self._index
-        self._sum += value * weight - self._values[i] * self._weights[i]
-        self._weight += weight - self._weights[i]
+        self._weighted += (weight > 0.0) - (self._weights[i] > 0.0)
+        if self._weighted == 0:
+            self._sum = self._weight = 0.0
+        else:
+            self._sum += value * weight - self._values[i] * self._weights[i]
+            self._weight += weight - self._weights[i]
         self._values[i] = value
         self._weights[i] = weight
         self._index = (i + 1) % len(self._values)
         self._count += 1
 
     def mean(self) -> float | None:
-        """None before the first step; NaN when the weights sum to zero (0/0)."""
+        """None before the first step; NaN when no step in the window had weight (0/0)."""
         if self._count == 0:
             return None
-        if self._weight <= 1e-12:
+        if self._weighted == 0 or self._weight <= 1e-12:
             return math.nan
         return self._sum / self._weight
 
