@@ -36,7 +36,7 @@ from autotuner.core.model import (
     format_labels,
     usable,
 )
-from autotuner.core.rules import Budget, Rule, RuleSet, knob_for
+from autotuner.core.rules import Budget, Comparison, Rule, RuleSet, knob_for
 from autotuner.core.state import INITIAL_TARGET, EngineState, KnobState, TargetKey, TargetState
 
 
@@ -90,9 +90,20 @@ def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> froz
 
 
 def _describe(rule: Rule, value: float | None) -> str:
-    shown = "no data" if value is None else policies.fmt(value)
-    sign = ">" if rule.condition.comparison.value == "above" else "<"
-    return f"{rule.metric} {shown} {sign} {policies.fmt(rule.condition.threshold)}"
+    condition = rule.condition
+    if value is None:
+        return f"{rule.metric} has no data"
+    shown = policies.fmt(value)
+    above = condition.comparison is Comparison.ABOVE
+    sign = ">" if above else "<"
+    if condition.starts(value):
+        return f"{rule.metric} {shown} {sign} {policies.fmt(condition.threshold)}"
+    # Firing inside the hysteresis band: past the clear threshold, not the firing one.
+    side = "above" if above else "below"
+    return (
+        f"{rule.metric} {shown} is still {side} the clear threshold "
+        f"{policies.fmt(condition.clear)} (fired {side} {policies.fmt(condition.threshold)})"
+    )
 
 
 class _Evaluator:
@@ -194,7 +205,7 @@ class _Evaluator:
                     None,
                     None,
                     (),
-                    f"no data: {reason}; nothing is done on missing data",
+                    f"{reason}; nothing is done on missing data",
                 )
             )
 
