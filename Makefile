@@ -32,6 +32,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check autotuner tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --failure-threshold info Dockerfile
+	$(BIN)/kubernetes-validate --strict --quiet deploy/*.yaml
 
 unit: $(STAMP)
 	$(BIN)/autotuner check rules/
