@@ -97,12 +97,14 @@ def cache_tables(keys: int, exponent: float, points: int = 240) -> CacheTables:
     hit = np.empty(points)
     held = np.empty(points)
     touched = np.empty(points)
-    for index, x in enumerate(grid):
-        per_key = x * popularity
+    # Whole blocks of grid points at once: a (block x keys) matrix stays within a few MB.
+    block = max(1, (1 << 21) // max(keys, 1))
+    for start in range(0, points, block):
+        per_key = np.outer(grid[start : start + block], popularity)
         h = per_key / (1.0 + per_key)
-        hit[index] = float(np.dot(popularity, h))
-        held[index] = float(h.sum())
-        touched[index] = float(np.dot(popularity, -np.expm1(-per_key)))
+        hit[start : start + block] = h @ popularity
+        held[start : start + block] = h.sum(axis=1)
+        touched[start : start + block] = -np.expm1(-per_key) @ popularity
     return CacheTables(LogTable(grid, hit), LogTable(grid, held), LogTable(grid, touched))
 
 
