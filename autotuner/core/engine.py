@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -129,39 +129,56 @@ class _Evaluator:
         self.starved_knobs: dict[KnobRef, str] = {}  # knob -> a rule whose input is missing
         self.windowed_knobs: set[KnobRef] = set()
         self.rules_by_name = ruleset.rules_by_name
+        self.rule_knobs: dict[str, tuple[str, ...]] = {
+            name: knobs for name, knobs in state.rule_knobs.items() if name in ruleset.rules_by_name
+        }
 
     # -- per target -------------------------------------------------------------------------
 
     def run_rule(self, rule: Rule, answer: MetricAnswer, known: Sequence[TargetKey]) -> None:
-        seen: set[Labels] = set()
-        if isinstance(answer, Series):
-            for sample in answer.samples:
-                labels = sample.labels
-                if labels in seen:
-                    self.no_data(rule, labels, f"duplicate series {format_labels(labels)}")
-                    continue
-                seen.add(labels)
-                if not usable(sample.value):
-                    self.no_data(rule, labels, f"the value is {sample.value}")
-                elif self.now - sample.timestamp > self.ruleset.max_sample_age:
-                    age = policies.fmt(round(self.now - sample.timestamp, 3))
-                    self.no_data(rule, labels, f"the sample is stale ({age}s old)")
-                else:
-                    self.observe(rule, labels, sample.value)
-            # A series gone from an answer that has others resolves, as in Prometheus.
+        if isinstance(answer, Series) and not answer.samples:
+            answer = NoData("the query returned no series")
+        if isinstance(answer, NoData):
+            # The knobs this rule's series named when it last had data: none may be lowered.
+            for knob_id in self.state.rule_knobs.get(rule.name, ()):
+                self.starved_knobs.setdefault(KnobRef.parse(knob_id), rule.name)
+            if not known:
+                template = rule.action.knob
+                static = template.render({}) if template.is_static else None
+                if static is not None:
+                    self.starved_knobs.setdefault(static, rule.name)
+                self.evaluations.append(
+                    Evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason, static)
+                )
             for _, labels in known:
-                if labels not in seen:
-                    self.no_data(rule, labels, "the series is absent from the answer", resolve=True)
+                self.no_data(rule, labels, answer.reason)
             return
-        if not known:
-            static = rule.action.knob.render({}) if rule.action.knob.is_static else None
-            if static is not None:
-                self.starved_knobs.setdefault(static, rule.name)
-            self.evaluations.append(
-                Evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason, static)
-            )
+        counts = Counter(sample.labels for sample in answer.samples)
+        named: set[str] = set()
+        duplicates: set[Labels] = set()
+        for sample in answer.samples:
+            labels = sample.labels
+            knob = knob_for(rule.action.knob, labels)
+            if not isinstance(knob, str):
+                named.add(knob.id)
+            if counts[labels] > 1:
+                # Two series with one label set: neither can be trusted, so neither acts.
+                if labels not in duplicates:
+                    duplicates.add(labels)
+                    self.no_data(rule, labels, f"duplicate series {format_labels(labels)}")
+                continue
+            if not usable(sample.value):
+                self.no_data(rule, labels, f"the value is {sample.value}")
+            elif self.now - sample.timestamp > self.ruleset.max_sample_age:
+                age = policies.fmt(round(self.now - sample.timestamp, 3))
+                self.no_data(rule, labels, f"the sample is stale ({age}s old)")
+            else:
+                self.observe(rule, labels, sample.value)
+        self.rule_knobs[rule.name] = tuple(sorted(named))
+        # A series gone from an answer that has others resolves, as in Prometheus.
         for _, labels in known:
-            self.no_data(rule, labels, answer.reason)
+            if labels not in counts:
+                self.no_data(rule, labels, "the series is absent from the answer", resolve=True)
 
     def keep(self, key: TargetKey, target: TargetState) -> None:
         """Keep a target's state only while it carries something worth remembering."""
@@ -400,9 +417,6 @@ class _Evaluator:
     ) -> PolicyStep:
         values: dict[KnobRef, float] = {}
         for member in budget.knobs:
-            if member in planned:
-                values[member] = planned[member]
-                continue
             reading = self.readings.get(member)
             if reading is None or isinstance(reading, KnobUnreadable):
                 why = reading.reason if reading else "not read"
@@ -412,7 +426,8 @@ class _Evaluator:
                     current,
                     f"budget {budget.name}: cannot read {member.id} ({why})",
                 )
-            values[member] = reading.value
+            # A decrease decided this tick frees nothing until it has been applied.
+            values[member] = max(reading.value, planned.get(member, reading.value))
         headroom = policies.budget_headroom(budget, knob, values)
         integer_knob = knob.is_workload or float(values[knob]).is_integer()
         cap = math.floor(headroom + 1e-9) if integer_knob else headroom
@@ -547,7 +562,8 @@ def evaluate(
     """One tick of every enabled rule: decisions with reasons, and the state after them."""
     evaluator = _Evaluator(now, ruleset, readings, state, dry_run)
     known: dict[str, list[TargetKey]] = defaultdict(list)
-    for key in state.targets:
+    # In a fixed order, so that a restored state decides exactly as the one it was saved from.
+    for key in sorted(state.targets):
         known[key[0]].append(key)
     for rule in ruleset.active_rules:
         evaluator.run_rule(rule, _answer(answers, rule.metric), known.get(rule.name, ()))
@@ -557,7 +573,11 @@ def evaluate(
         if owner is not None and not owner.enabled and target.last_action is not None:
             evaluator.keep(key, replace(target, phase=Phase.INACTIVE, active_since=None))
     recommendations = evaluator.resolve()
-    new_state = EngineState(targets=evaluator.targets, knobs=evaluator.knob_states(recommendations))
+    new_state = EngineState(
+        targets=evaluator.targets,
+        knobs=evaluator.knob_states(recommendations),
+        rule_knobs=evaluator.rule_knobs,
+    )
     return TickResult(tuple(evaluator.decisions), tuple(evaluator.evaluations), new_state)
 
 
@@ -585,4 +605,4 @@ def record_outcomes(state: EngineState, results: Iterable[tuple[Decision, Outcom
                 knobs[decision.knob.id] = replace(
                     knob_state, changes=(*knob_state.changes, (decision.time, new - old))
                 )
-    return EngineState(targets=targets, knobs=knobs)
+    return EngineState(targets=targets, knobs=knobs, rule_knobs=state.rule_knobs)

@@ -77,6 +77,9 @@ class KnobState:
 class EngineState:
     targets: Mapping[TargetKey, TargetState] = field(default_factory=dict)
     knobs: Mapping[str, KnobState] = field(default_factory=dict)
+    # The knob ids each rule's series named at its last answer with data, so that an outage of
+    # a rule's metric still knows which knobs lack an input (and must not be lowered).
+    rule_knobs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def target(self, rule: str, labels: Labels) -> TargetState:
         return self.targets.get((rule, labels), INITIAL_TARGET)
@@ -92,6 +95,7 @@ class EngineState:
                 for (rule, labels), target in sorted(self.targets.items())
             ],
             "knobs": {knob: state.to_dict() for knob, state in sorted(self.knobs.items())},
+            "rule_knobs": {rule: list(knobs) for rule, knobs in sorted(self.rule_knobs.items())},
         }
 
     @staticmethod
@@ -106,4 +110,8 @@ class EngineState:
             for item in data["targets"]
         }
         knobs = {str(knob): KnobState.from_dict(item) for knob, item in data["knobs"].items()}
-        return EngineState(targets=targets, knobs=knobs)
+        rule_knobs = {
+            str(rule): tuple(str(k) for k in knob_ids)
+            for rule, knob_ids in data.get("rule_knobs", {}).items()
+        }
+        return EngineState(targets=targets, knobs=knobs, rule_knobs=rule_knobs)

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
 from autotuner.config.loader import load_text
 from autotuner.control.tick import TickReport, tick
-from autotuner.core.model import KnobUnreadable, NoData, OutcomeStatus, Phase, Verdict
+from autotuner.core.model import (
+    KnobUnreadable,
+    MetricAnswer,
+    MetricQuery,
+    NoData,
+    OutcomeStatus,
+    Phase,
+    Sample,
+    Series,
+    Verdict,
+)
 from autotuner.core.state import EngineState
 from tests.fakes import FakeActuator, FakeSource
 
@@ -449,3 +460,91 @@ def test_an_outage_does_not_empty_a_stabilization_window() -> None:
     held, _ = only(loop.at(105, p95=0.1))  # back, and low: the window still remembers 8
     assert held.verdict is Verdict.HOLD and held.limited_by == "stabilization"
     assert only(loop.at(166, p95=0.1))[0].final == 4
+
+
+class Twice(FakeSource):
+    """Answers `hit` with the same series twice."""
+
+    def fetch(self, queries: Sequence[MetricQuery], at: float) -> Mapping[str, MetricAnswer]:
+        sample = Sample((("cache", "users"),), 0.1, at)
+        return {"hit": Series((sample, sample))}
+
+
+def test_a_duplicated_series_never_acts() -> None:
+    text = """
+metrics:
+  hit: sum by (cache) (rate(h[5m])) / sum by (cache) (rate(r[5m]))
+rules:
+  - name: ttl
+    metric: hit
+    below: 0.7
+    action:
+      set_key: {key: "ttl:{{ labels.cache }}", factor: 2, min: 60, max: 3600}
+"""
+    loop = Loop(text, knobs={"key/ttl:users": 100})
+    loop.source = Twice()
+    report = loop.at(0)
+    assert not report.decisions and loop.actuator.knobs["key/ttl:users"] == 100
+    assert [e.no_data for e in report.evaluations] == ['duplicate series {cache="users"}']
+
+
+def test_no_scale_down_while_a_templated_rule_that_was_quiet_has_no_data() -> None:
+    text = """
+metrics:
+  p95: histogram_quantile(0.95, sum by (le, deployment) (rate(h_bucket[5m])))
+  queue: sum by (deployment) (queue_length)
+rules:
+  - name: shrink-when-fast
+    metric: p95
+    below: 0.2
+    action:
+      scale: {deployment: "{{ labels.deployment }}", namespace: crm, factor: 0.5, max: 20}
+  - name: grow-when-queued
+    metric: queue
+    above: 10
+    action:
+      scale: {deployment: "{{ labels.deployment }}", namespace: crm, factor: 2, max: 20}
+"""
+    loop = Loop(text, knobs={"deployment/crm/api": 4})
+    api = (("deployment", "api"),)
+    loop.at(0, p95={api: 0.3}, queue={api: 1.0})  # type: ignore[arg-type]
+    report = loop.at(10, p95={api: 0.1}, queue=NoData("query failed"))  # type: ignore[arg-type]
+    (shrink,) = [d for d, _ in report.decisions]
+    assert shrink.limited_by == "missing_data" and loop.replicas == 4
+
+
+def test_a_budget_counts_a_decrease_only_once_it_has_been_applied() -> None:
+    text = """
+metrics:
+  usage: sum(in_use) / sum(max)
+  p95: histogram_quantile(0.95, sum by (le) (rate(h_bucket[5m])))
+budgets:
+  - name: db
+    limit: 400
+    terms: [[{key: "pool"}, {deployment: crm/api}]]
+rules:
+  - name: pool-down
+    metric: usage
+    below: 0.3
+    action:
+      set_key: {key: pool, factor: 0.5, max: 100}
+  - name: api-up
+    metric: p95
+    above: 0.5
+    action:
+      scale: {deployment: api, namespace: crm, factor: 2, max: 20}
+"""
+    loop = Loop(text, knobs={"key/pool": 80, "deployment/crm/api": 4})
+    report = loop.at(0, usage=0.1, p95=0.9)
+    by_rule = {d.rule: d for d, _ in report.decisions}
+    assert by_rule["pool-down"].final == 40
+    assert by_rule["api-up"].final == 5 and by_rule["api-up"].limited_by == "budget"
+
+
+def test_an_answer_without_series_is_no_data() -> None:
+    loop = Loop(rules(scale_rule(for_="1m")))
+    loop.at(0, p95=0.9)
+    loop.source.values["p95"] = {}  # type: ignore[assignment]
+    report = loop.at(15)
+    assert report.evaluations[0].no_data == "the query returned no series"
+    assert report.evaluations[0].phase is Phase.INACTIVE
