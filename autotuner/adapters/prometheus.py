@@ -59,20 +59,19 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from autotuner.core.answers import answer_from, summary
 from autotuner.core.model import (
     Labels,
     MetricAnswer,
     MetricQuery,
     NoData,
-    Sample,
     Series,
+    format_labels,
     labels_of,
 )
 
 _LOG = logging.getLogger(__name__)
 
-# How many dropped series a NoData reason names before summarising the rest.
-_REASONS_SHOWN = 3
 
 
 class PrometheusSettingsError(ValueError):
@@ -503,13 +502,13 @@ def _points(result: Any) -> list[tuple[Labels, float, float]]:
         elif "values" in series:
             values = series["values"]
             if not isinstance(values, list):
-                raise _Unreadable(f"the samples of {_shown_labels(labels)} are not a list")
+                raise _Unreadable(f"the samples of {format_labels(labels)} are not a list")
             if not values:
                 # A series with no sample in the range has nothing to say.
                 continue
             timestamp, value = _pair(values[-1])
         else:
-            raise _Unreadable(f"the series {_shown_labels(labels)} has no value")
+            raise _Unreadable(f"the series {format_labels(labels)} has no value")
         points.append((labels, timestamp, value))
     return points
 
@@ -531,52 +530,13 @@ def _pair(raw: Any) -> tuple[float, float]:
         raise _Unreadable(f"a sample that is not numeric: {_truncated(repr(raw))}") from error
 
 
-def _unusable(
-    labels: Labels, timestamp: float, value: float, at: float, limit: float
-) -> str | None:
-    """Why a sample cannot be acted on, or None when it can."""
-    where = _shown_labels(labels) if labels else "the value"
-    if math.isnan(value):
-        return f"{where} is NaN (for example 0/0)"
-    if math.isinf(value):
-        return f"{where} is {'+' if value > 0 else '-'}Inf (a division by zero)"
-    if at - timestamp > limit:
-        return f"{where} is {at - timestamp:.0f} s old, older than the {limit:g} s staleness limit"
-    return None
-
-
 def _to_answer(
     points: Iterable[tuple[Labels, float, float]], at: float, staleness_limit: float
 ) -> MetricAnswer:
-    samples: list[Sample] = []
-    unusable: list[str] = []
-    for labels, timestamp, value in points:
-        samples.append(Sample(labels, value, timestamp))
-        problem = _unusable(labels, timestamp, value, at, staleness_limit)
-        if problem is not None:
-            unusable.append(problem)
-    if not samples:
-        return NoData("the query returned no series")
-    if len(unusable) == len(samples):
-        return NoData("no usable value: " + _summary(unusable))
-    if unusable:
-        _LOG.info("passed on %d unusable series as they are: %s", len(unusable), _summary(unusable))
-    return Series(tuple(sorted(samples, key=lambda sample: sample.labels)))
-
-
-def _shown_labels(labels: Labels) -> str:
-    """A label set as PromQL writes it, quotes and line breaks in values escaped."""
-    return (
-        "{"
-        + ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in labels)
-        + "}"
-    )
-
-
-def _summary(reasons: Sequence[str]) -> str:
-    shown = "; ".join(reasons[:_REASONS_SHOWN])
-    rest = len(reasons) - _REASONS_SHOWN
-    return shown + (f"; and {rest} more" if rest > 0 else "")
+    answer, unusable = answer_from(points, at, staleness_limit)
+    if unusable and isinstance(answer, Series):
+        _LOG.info("passed on %d unusable series as they are: %s", len(unusable), summary(unusable))
+    return answer
 
 
 def _excerpt(body: bytes | str) -> str:

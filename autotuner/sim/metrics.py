@@ -23,14 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autotuner.core.answers import answer_from
 from autotuner.core.model import (
     Labels,
     MetricAnswer,
     MetricQuery,
     NoData,
-    Sample,
-    Series,
-    format_labels,
     labels_of,
 )
 from autotuner.sim.faults import Fault, FaultKind
@@ -167,25 +165,20 @@ class SimMetricSource:
             return NoData(f"the simulated system exposes no metric {name!r} (it has: {known})")
         if self._outage(name, at) is not None:
             return NoData("metric outage (simulated): the query returned no data")
-        samples: list[Sample] = []
-        undefined: list[str] = []
+        points: list[tuple[Labels, float, float]] = []
         for index in self._answer_order[name]:
             definition = defs[index]
             mean = self._windows[(name, index)].mean()
             if mean is None:
                 continue
             if math.isnan(mean):
-                samples.append(Sample(definition.labels, mean, at))
-                undefined.append(_undefined(definition.labels))
+                points.append((definition.labels, at, mean))
                 continue
             z = float(self._noise[self._step % len(self._noise), self._columns[(name, index)]])
-            value = max(0.0, mean * (1.0 + self._relative_noise * z))
-            samples.append(Sample(definition.labels, value, at))
-        if not samples:
-            return NoData("the query returned no series")
-        if len(undefined) == len(samples):
-            return NoData("no usable value: " + _summary(undefined))
-        return Series(tuple(samples))
+            points.append((definition.labels, at, max(0.0, mean * (1.0 + self._relative_noise * z))))
+        # Samples carry the tick's time, so none is ever stale here.
+        answer, _ = answer_from(points, at, math.inf)
+        return answer
 
     def value(self, name: str, labels: Labels, at: float) -> float | None:
         """One series' current answer, for the built-in policies (HPA) that read metrics too."""
@@ -196,16 +189,3 @@ class SimMetricSource:
             if sample.labels == labels:
                 return sample.value if math.isfinite(sample.value) else None
         return None
-
-
-# How many undefined series a NoData reason names before summarising the rest.
-_REASONS_SHOWN = 3
-
-
-def _undefined(labels: Labels) -> str:
-    return f"{format_labels(labels) if labels else 'the value'} is NaN (for example 0/0)"
-
-
-def _summary(reasons: Sequence[str]) -> str:
-    rest = len(reasons) - _REASONS_SHOWN
-    return "; ".join(reasons[:_REASONS_SHOWN]) + (f"; and {rest} more" if rest > 0 else "")
