@@ -25,7 +25,7 @@ from autotuner.config.schema import (
     ScaleSpec,
     SetKeySpec,
 )
-from autotuner.config.yaml_positions import Located, load_located
+from autotuner.config.yaml_positions import Located, load_located, read_located
 from autotuner.core.model import KnobKind, KnobRef, MetricQuery, labels_of
 from autotuner.core.rules import (
     Action,
@@ -89,16 +89,15 @@ def load_rules(paths: Iterable[str | Path]) -> RuleSet:
 
 
 def load_file(path: str | Path) -> RuleSet:
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([Problem(file, 1, 1, "", f"cannot read the file: {error}")]) from None
-    return load_text(text, file)
+    return _compile_located(read_located(path))
 
 
 def load_text(text: str, file: str) -> RuleSet:
-    located = load_located(text, file)
+    return _compile_located(load_located(text, file))
+
+
+def _compile_located(located: Located) -> RuleSet:
+    file = located.file
     if located.data is None:
         raise ConfigError(
             [Problem(file, 1, 1, "", "the file is empty; a rule file has `metrics:` and `rules:`")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path as FilePath
 from typing import Any
 
 import yaml
@@ -56,6 +57,16 @@ def dotted(path: Sequence[str | int]) -> str:
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def read_located(path: str | FilePath) -> Located:
+    """Read a YAML file with positions; an unreadable file is a ConfigError, not a traceback."""
+    file = str(path)
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([Problem(file, 1, 1, "", f"cannot read the file: {error}")]) from None
+    return load_located(text, file)
 
 
 def load_located(text: str, file: str) -> Located:

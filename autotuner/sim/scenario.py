@@ -17,7 +17,7 @@ from pydantic import Field
 from autotuner.config.errors import ConfigError, Problem
 from autotuner.config.loader import validate
 from autotuner.config.schema import Duration, Strict
-from autotuner.config.yaml_positions import Located, load_located
+from autotuner.config.yaml_positions import Located, read_located
 from autotuner.sim.api import APISpec
 from autotuner.sim.cache import CacheClass
 from autotuner.sim.faults import Fault, FaultKind
@@ -239,19 +239,13 @@ class Scenario:
     file: str = ""
 
     def hpa_specs(self) -> dict[str, HPASpec]:
-        return {
-            name: HPASpec(low, high, self.hpa_target) for name, low, high in self.hpa_limits
-        }
+        return {name: HPASpec(low, high, self.hpa_target) for name, low, high in self.hpa_limits}
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; ConfigError names the file, line and field."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError([Problem(file, 1, 1, "", f"cannot read the file: {error}")]) from None
-    located = load_located(text, file)
+    located = read_located(path)
+    file = located.file
     if not isinstance(located.data, dict):
         raise ConfigError(
             [Problem(file, 1, 1, "", "a scenario is a mapping with duration:, load: and more")]
