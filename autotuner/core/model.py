@@ -61,7 +61,7 @@ class MetricQuery:
 
 
 def usable(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
+    return math.isfinite(value)
 
 
 class KnobKind(StrEnum):

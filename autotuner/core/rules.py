@@ -133,16 +133,17 @@ class Condition:
     comparison: Comparison
     threshold: float
     clear: float
+    # Derived once: the comparison runs for every target of every tick.
+    above: bool = dataclasses.field(init=False, repr=False, compare=False, default=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "above", self.comparison is Comparison.ABOVE)
 
     def starts(self, value: float) -> bool:
-        if self.comparison is Comparison.ABOVE:
-            return value > self.threshold
-        return value < self.threshold
+        return value > self.threshold if self.above else value < self.threshold
 
     def holds(self, value: float) -> bool:
-        if self.comparison is Comparison.ABOVE:
-            return value > self.clear
-        return value < self.clear
+        return value > self.clear if self.above else value < self.clear
 
 
 class ChangeMode(StrEnum):
