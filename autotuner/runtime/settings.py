@@ -2,18 +2,21 @@
 
 Every value is validated by pydantic; a bad one is reported with the place it came from (the
 flag, the environment variable, or the file and line) and the field it was meant for.
-Secrets (the Redis password, the Prometheus token) are accepted only from the environment or
-from files, and are held as `SecretStr` so that no repr or log line can show them.
+Secrets (the Redis password, the Prometheus token and basic-auth password) are accepted only
+from the environment or from files, and are held as `SecretStr` so that no repr or log line can
+show them.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -33,11 +36,27 @@ ENV_PREFIX = "AUTOTUNER_"
 
 # Settings that hold secrets: never from a flag or the settings file, where they would end up in
 # shell history, process listings or a ConfigMap.
-SECRET_FIELDS = ("redis_password", "prometheus_token")
+SECRET_FIELDS = ("redis_password", "prometheus_token", "prometheus_basic_auth_password")
+
+# The most queries the Prometheus adapter runs at once: the size of its connection pool.
+PROMETHEUS_MAX_CONCURRENCY = 10
+
+# An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Credentials have settings of their own, read from the environment or files only.
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization")
 
 
 class SettingsError(ValueError):
     """A configuration value is missing or wrong; the message names its source and field."""
+
+
+class _Conflict(ValueError):
+    """Settings that are each valid but wrong together; `fields` are the ones involved."""
+
+    def __init__(self, fields: tuple[str, ...], problem: str) -> None:
+        super().__init__(problem)
+        self.fields = fields
 
 
 class AllowList(BaseModel):
@@ -176,17 +195,43 @@ def check_ruleset(ruleset: RuleSet, allow: AllowList) -> None:
 class Settings(BaseModel):
     """Everything `autotuner run` needs to know, validated."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No infinite or NaN numbers: no timeout, interval or limit means anything as one.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # No Prometheus URL: run against the bundled simulated system in process.
     prometheus_url: str | None = None
     prometheus_token: SecretStr | None = None
     # A file holding the token, re-read by the adapter so that a rotated token is picked up.
     prometheus_token_file: Path | None = None
+    prometheus_basic_auth_username: str | None = None
+    prometheus_basic_auth_password: SecretStr | None = None
+    # Re-read by the adapter when it changes, like the token file.
+    prometheus_basic_auth_password_file: Path | None = None
+    # PEM file of the CAs to trust instead of the system's.
+    prometheus_ca_bundle: Path | None = None
+    prometheus_verify_tls: bool = True
+    # Sent with every query, e.g. X-Scope-OrgID for Mimir, Cortex or Thanos. Pairs, not a dict,
+    # so that the settings stay hashable; values are hidden in reprs and logs.
+    prometheus_extra_headers: tuple[tuple[str, str], ...] = ()
     prometheus_timeout_seconds: float = Field(default=10.0, gt=0)
+    prometheus_max_concurrency: int = Field(default=4, ge=1, le=PROMETHEUS_MAX_CONCURRENCY)
+    # An answer declaring a larger size is refused unread: the query matches too many series.
+    prometheus_max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: SecretStr | None = None
     redis_password_file: Path | None = None
+    # ACL user, plain or from a file (re-read with the password on every new connection).
+    redis_username: str | None = None
+    redis_username_file: Path | None = None
+    # CA bundle for a rediss:// URL; the system's when unset.
+    redis_ca_file: Path | None = None
+    redis_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    redis_command_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Prepended to every key a rule names; the allow-list sees the rule's name without it.
+    redis_key_prefix: str = ""
+    # After each write, {key, old, new, rule} is published here so applications reload at once.
+    redis_publish_channel: str | None = None
+    redis_write_attempts: int = Field(default=3, ge=1)
     # SQLAlchemy URL of the audit and state store. Its password, if any, is hidden in reprs.
     database_url: SecretStr = SecretStr("sqlite:///autotuner-audit.sqlite")
     retention_days: float = Field(default=30.0, gt=0)
@@ -213,36 +258,168 @@ class Settings(BaseModel):
     # A scenario file for the embedded mode; the built-in flash crowd when unset.
     sim_scenario: Path | None = None
 
-    @field_validator("prometheus_token_file", "redis_password_file")
+    @field_validator(
+        "prometheus_token_file",
+        "prometheus_basic_auth_password_file",
+        "redis_password_file",
+        "redis_username_file",
+    )
     @classmethod
     def _readable_secret_file(cls, path: Path | None) -> Path | None:
         if path is None:
             return None
         try:
-            secret = path.read_text(encoding="utf-8").strip()
+            content = path.read_text(encoding="utf-8").strip()
         except OSError as error:
-            raise ValueError(f"cannot read secret file {path}: {error.strerror}") from None
-        if not secret:
-            raise ValueError(f"secret file {path} is empty")
+            raise ValueError(f"cannot read file {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"file {path} is not UTF-8 text") from None
+        if not content:
+            raise ValueError(f"file {path} is empty")
         return path
 
+    @field_validator("prometheus_ca_bundle", "redis_ca_file")
+    @classmethod
+    def _readable_ca_file(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            raise ValueError(f"cannot read CA file {path}: {error.strerror}") from None
+        return path
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            raise ValueError(
+                "credentials in the URL would end up in logs; use "
+                "prometheus_basic_auth_username and prometheus_basic_auth_password_file"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected http(s)://host[:port][/path], got {url!r}")
+        if parts.query or parts.fragment:
+            raise ValueError(
+                "the URL must not carry a query string or fragment; a tenant id goes in "
+                "prometheus_extra_headers"
+            )
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: str) -> str:
+        scheme = urlsplit(url).scheme
+        if scheme not in ("redis", "rediss") or not urlsplit(url).hostname:
+            raise ValueError(
+                f"expected redis://host[:port]/db or rediss://host[:port]/db, got "
+                f"{redact_url(url)!r}"
+            )
+        return url
+
+    @field_validator("prometheus_extra_headers", mode="before")
+    @classmethod
+    def _header_pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            return _parse_header_pairs(value)
+        if isinstance(value, Mapping):
+            pairs = []
+            for name, header_value in value.items():
+                # YAML reads a numeric tenant id as a number.
+                if isinstance(header_value, int) and not isinstance(header_value, bool):
+                    header_value = str(header_value)
+                if not isinstance(header_value, str):
+                    raise ValueError(f"the value of header {name!r} must be a string; quote it")
+                pairs.append((name, header_value))
+            return tuple(pairs)
+        return value
+
+    @field_validator("prometheus_extra_headers")
+    @classmethod
+    def _valid_headers(cls, pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        seen: set[str] = set()
+        for name, value in pairs:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"the value of header {name!r} contains a line break")
+            if name.lower() in _CREDENTIAL_HEADERS:
+                raise ValueError(
+                    f"header {name!r} carries credentials, which are not accepted here; use "
+                    f"{ENV_PREFIX}PROMETHEUS_TOKEN_FILE or the basic-auth settings"
+                )
+            if name.lower() in seen:
+                raise ValueError(f"header {name!r} is given twice")
+            seen.add(name.lower())
+        return pairs
+
     @model_validator(mode="after")
-    def _each_secret_once(self) -> Settings:
+    def _consistent(self) -> Settings:
         for name in SECRET_FIELDS:
             if getattr(self, name) is not None and getattr(self, f"{name}_file") is not None:
-                raise ValueError(
-                    f"{name} is given both directly and as {name}_file; keep one of the two"
+                raise _Conflict(
+                    (name, f"{name}_file"),
+                    f"{name} is given both directly and as {name}_file; keep one of the two",
                 )
+        if self.redis_username is not None and self.redis_username_file is not None:
+            raise _Conflict(
+                ("redis_username", "redis_username_file"),
+                "the Redis ACL user is given both directly and as a file; keep one of the two",
+            )
+        if self.redis_ca_file is not None and urlsplit(self.redis_url).scheme != "rediss":
+            raise _Conflict(
+                ("redis_ca_file", "redis_url"),
+                "a Redis CA file is used only with TLS; give a rediss:// URL or drop the CA file",
+            )
+        has_password = (
+            self.prometheus_basic_auth_password is not None
+            or self.prometheus_basic_auth_password_file is not None
+        )
+        if has_password != (self.prometheus_basic_auth_username is not None):
+            raise _Conflict(
+                (
+                    "prometheus_basic_auth_username",
+                    "prometheus_basic_auth_password",
+                    "prometheus_basic_auth_password_file",
+                ),
+                "basic auth needs both prometheus_basic_auth_username and a password "
+                f"({ENV_PREFIX}PROMETHEUS_BASIC_AUTH_PASSWORD or "
+                "prometheus_basic_auth_password_file)",
+            )
+        has_token = self.prometheus_token is not None or self.prometheus_token_file is not None
+        if has_token and has_password:
+            raise _Conflict(
+                ("prometheus_basic_auth_username", "prometheus_token", "prometheus_token_file"),
+                "use either a Prometheus bearer token or basic auth, not both",
+            )
+        if self.prometheus_ca_bundle is not None and not self.prometheus_verify_tls:
+            raise _Conflict(
+                ("prometheus_ca_bundle", "prometheus_verify_tls"),
+                "a CA bundle is used only when TLS is verified; drop prometheus_ca_bundle or "
+                "turn prometheus_verify_tls back on",
+            )
         return self
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret's value, for the log redactor to hide wherever it might appear."""
         values = [
             secret.get_secret_value()
-            for secret in (self.redis_password, self.prometheus_token)
+            for secret in (
+                self.redis_password,
+                self.prometheus_token,
+                self.prometheus_basic_auth_password,
+            )
             if secret is not None
         ]
-        for path in (self.redis_password_file, self.prometheus_token_file):
+        for path in (
+            self.redis_password_file,
+            self.prometheus_token_file,
+            self.prometheus_basic_auth_password_file,
+        ):
             if path is not None:
                 try:
                     values.append(path.read_text(encoding="utf-8").strip())
@@ -270,6 +447,8 @@ class Settings(BaseModel):
         for name, value in super().__repr_args__():
             if name in ("redis_url", "prometheus_url") and isinstance(value, str):
                 yield name, redact_url(value)
+            elif name == "prometheus_extra_headers":
+                yield name, self.hidden_headers()
             else:
                 yield name, value
 
@@ -277,17 +456,38 @@ class Settings(BaseModel):
     def embedded(self) -> bool:
         return self.prometheus_url is None
 
+    def hidden_headers(self) -> dict[str, str]:
+        """The extra headers' names, values hidden: a gateway's API key may be among them."""
+        return {name: "***" for name, _ in self.prometheus_extra_headers}
+
     def redacted(self) -> dict[str, Any]:
         """The settings as a JSON-friendly mapping fit for a log line: secrets hidden."""
         shown = self.model_dump(mode="json")
         for name in SECRET_FIELDS:
             if shown.get(name) is not None:
                 shown[name] = "***"
+        shown["prometheus_extra_headers"] = self.hidden_headers()
         shown["database_url"] = redact_url(self.database_url.get_secret_value())
         shown["redis_url"] = redact_url(self.redis_url)
         if self.prometheus_url is not None:
             shown["prometheus_url"] = redact_url(self.prometheus_url)
         return shown
+
+
+def _parse_header_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """`NAME=VALUE` pairs separated by commas or line breaks, as given in a flag or variable."""
+    pairs = []
+    for item in re.split(r"[,\n]", text):
+        if not item.strip():
+            continue
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise ValueError(
+                f"expected NAME=VALUE pairs separated by commas, e.g. X-Scope-OrgID=tenant-a; "
+                f"got {item.strip()!r}"
+            )
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
 
 
 def _url_password(url: str) -> str | None:
@@ -448,6 +648,11 @@ def _describe(error: ValidationError, origin: _Origin) -> str:
     for item in error.errors():
         location = [str(part) for part in item["loc"]]
         message = item["msg"].removeprefix("Value error, ")
+        conflict = item.get("ctx", {}).get("error")
+        if isinstance(conflict, _Conflict):
+            given = [f"{origin[name]} (field {name})" for name in conflict.fields if name in origin]
+            problems.append(f"{' and '.join(given) or 'defaults'}: {message}")
+            continue
         if not location:
             problems.append(message)
             continue

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from autotuner.adapters.sql_store import SqlStore, StoreError
 from autotuner.config.errors import ConfigError
 from autotuner.control.ports import Actuator, Clock, MetricSource
+from autotuner.core.model import MetricAnswer, MetricQuery, NoData
 from autotuner.runtime.controller import Controller, DecisionListener, Leadership, SoleReplica
 from autotuner.runtime.daemon import Daemon
 from autotuner.runtime.embedded import (
@@ -32,6 +37,11 @@ from autotuner.runtime.logging import log_event
 from autotuner.runtime.reloader import RuleReloader, RulesRejected
 from autotuner.runtime.settings import AllowList, Settings
 from autotuner.sim.scenario import Scenario, load_scenario
+
+if TYPE_CHECKING:
+    # Imported where used: the embedded mode needs none of these client libraries.
+    from autotuner.adapters.prometheus import PrometheusSettings
+    from autotuner.adapters.redis_keys import RedisKeyActuator, RedisKeySettings
 
 _LOG = logging.getLogger(__name__)
 
@@ -81,7 +91,9 @@ def build_daemon(settings: Settings, on_decision: DecisionListener | None = None
     except StoreError as error:
         raise StartupError(str(error)) from None
     try:
-        parts = _embedded(settings, scenario, allow) if scenario else _production(settings)
+        parts = (
+            _embedded(settings, scenario, allow) if scenario else _production(settings, reloader)
+        )
     except StartupError:
         store.close()
         raise
@@ -172,7 +184,7 @@ def _embedded(settings: Settings, scenario: Scenario, allow: AllowList) -> _Part
     )
 
 
-def _production(settings: Settings) -> _Parts:
+def _production(settings: Settings, reloader: RuleReloader) -> _Parts:
     # Imported here: the embedded mode needs none of these client libraries.
     from autotuner.adapters.kubernetes_scale import (
         KubernetesConfigError,
@@ -180,56 +192,17 @@ def _production(settings: Settings) -> _Parts:
         KubernetesScaleSettings,
         api_client_auto,
     )
-    from autotuner.adapters.prometheus import (
-        PrometheusSettings,
-        PrometheusSettingsError,
-        PrometheusSource,
-    )
-    from autotuner.adapters.redis_keys import (
-        RedisKeyActuator,
-        RedisKeySettings,
-        RedisSettingsError,
-    )
     from autotuner.runtime.leader import LeaseElector
 
-    assert settings.prometheus_url is not None
     closers: list[Callable[[], None]] = []
-    try:
-        source = PrometheusSource(
-            PrometheusSettings(
-                url=settings.prometheus_url,
-                timeout_seconds=settings.prometheus_timeout_seconds,
-                bearer_token=(
-                    settings.prometheus_token.get_secret_value()
-                    if settings.prometheus_token
-                    else None
-                ),
-                bearer_token_file=(
-                    str(settings.prometheus_token_file) if settings.prometheus_token_file else None
-                ),
-            )
-        )
-    except PrometheusSettingsError as error:
-        raise StartupError(f"Prometheus settings: {error}") from None
+    source = connect_metric_source(settings, lambda: reloader.ruleset.max_sample_age)
     closers.append(source.close)
     actuators: list[Actuator] = []
     try:
-        redis_actuator = RedisKeyActuator(
-            RedisKeySettings(
-                url=settings.redis_url,
-                password_file=(
-                    str(settings.redis_password_file) if settings.redis_password_file else None
-                ),
-                password_env=(
-                    _REDIS_PASSWORD_ENV
-                    if settings.redis_password is not None and _REDIS_PASSWORD_ENV in os.environ
-                    else None
-                ),
-            )
-        )
-    except RedisSettingsError as error:
+        redis_actuator = connect_redis(settings)
+    except StartupError:
         _close_all(closers)
-        raise StartupError(f"Redis settings: {error}") from None
+        raise
     closers.append(redis_actuator.close)
     actuators.append(redis_actuator)
 
@@ -269,6 +242,144 @@ def _production(settings: Settings) -> _Parts:
         closers=closers,
         leadership=leadership,
     )
+
+
+def prometheus_settings(settings: Settings, staleness_limit_seconds: float) -> PrometheusSettings:
+    """The Prometheus adapter's settings: every connection option of `settings`, passed on."""
+    from autotuner.adapters.prometheus import PrometheusSettings
+
+    if settings.prometheus_url is None:
+        raise StartupError("no Prometheus URL is set; give --prometheus-url")
+    return PrometheusSettings(
+        url=settings.prometheus_url,
+        timeout_seconds=settings.prometheus_timeout_seconds,
+        staleness_limit_seconds=staleness_limit_seconds,
+        max_concurrency=settings.prometheus_max_concurrency,
+        bearer_token=_revealed(settings.prometheus_token),
+        bearer_token_file=_path_text(settings.prometheus_token_file),
+        basic_auth_username=settings.prometheus_basic_auth_username,
+        basic_auth_password=_revealed(settings.prometheus_basic_auth_password),
+        basic_auth_password_file=_path_text(settings.prometheus_basic_auth_password_file),
+        ca_bundle=_path_text(settings.prometheus_ca_bundle),
+        verify_tls=settings.prometheus_verify_tls,
+        extra_headers=dict(settings.prometheus_extra_headers),
+        max_response_bytes=settings.prometheus_max_response_bytes,
+    )
+
+
+def redis_key_settings(settings: Settings) -> RedisKeySettings:
+    """The Redis actuator's settings: every connection option of `settings`, passed on.
+
+    The actuator holds no password, only where to read it, so a password given in the
+    environment reaches it as the name of that variable.
+    """
+    from autotuner.adapters.redis_keys import RedisKeySettings
+
+    password_env = None
+    if settings.redis_password is not None:
+        if os.environ.get(_REDIS_PASSWORD_ENV) != settings.redis_password.get_secret_value():
+            raise StartupError(
+                f"the Redis password reaches the actuator only through {_REDIS_PASSWORD_ENV} "
+                f"or {_REDIS_PASSWORD_ENV}_FILE; set one of them"
+            )
+        password_env = _REDIS_PASSWORD_ENV
+    return RedisKeySettings(
+        url=settings.redis_url,
+        username=settings.redis_username,
+        username_file=_path_text(settings.redis_username_file),
+        password_file=_path_text(settings.redis_password_file),
+        password_env=password_env,
+        ca_file=_path_text(settings.redis_ca_file),
+        connect_timeout=settings.redis_connect_timeout_seconds,
+        command_timeout=settings.redis_command_timeout_seconds,
+        key_prefix=settings.redis_key_prefix,
+        publish_channel=settings.redis_publish_channel,
+        write_attempts=settings.redis_write_attempts,
+    )
+
+
+def connect_metric_source(
+    settings: Settings, staleness_limit: Callable[[], float]
+) -> RuleStalenessSource:
+    """The Prometheus source, following the staleness limit of the rules in force."""
+    from autotuner.adapters.prometheus import PrometheusSettingsError
+
+    try:
+        return RuleStalenessSource(
+            lambda limit: prometheus_settings(settings, limit), staleness_limit
+        )
+    except PrometheusSettingsError as error:
+        raise StartupError(f"Prometheus settings: {error}") from None
+
+
+def connect_redis(settings: Settings) -> RedisKeyActuator:
+    from autotuner.adapters.redis_keys import RedisKeyActuator, RedisSettingsError
+
+    try:
+        return RedisKeyActuator(redis_key_settings(settings))
+    except RedisSettingsError as error:
+        raise StartupError(f"Redis settings: {error}") from None
+
+
+class RuleStalenessSource:
+    """The Prometheus source with the staleness limit of the rules in force.
+
+    The engine ignores samples older than the rule set's `max_sample_age`, and the source turns
+    an answer made only of such samples into "no data" with the reason; both must use the same
+    limit. The limit changes only when rules are reloaded, so the source is rebuilt with the
+    new limit at the first fetch after such a change; building one opens no connection.
+    """
+
+    def __init__(
+        self,
+        settings_for: Callable[[float], PrometheusSettings],
+        staleness_limit: Callable[[], float],
+    ) -> None:
+        from autotuner.adapters.prometheus import PrometheusSource
+
+        self._settings_for = settings_for
+        self._open = PrometheusSource
+        self._staleness_limit = staleness_limit
+        self._lock = threading.Lock()
+        self._settings = settings_for(staleness_limit())
+        self._source = PrometheusSource(self._settings)
+        self._closed = False
+
+    @property
+    def settings(self) -> PrometheusSettings:
+        """The settings of the source that queries currently go to."""
+        with self._lock:
+            return self._settings
+
+    def fetch(self, queries: Sequence[MetricQuery], at: float) -> Mapping[str, MetricAnswer]:
+        from autotuner.adapters.prometheus import PrometheusSettingsError
+
+        limit = self._staleness_limit()
+        with self._lock:
+            if limit != self._settings.staleness_limit_seconds and not self._closed:
+                try:
+                    replacement = self._settings_for(limit)
+                except PrometheusSettingsError as error:
+                    unusable = NoData(f"the rules' max_sample_age cannot be used: {error}")
+                    return {query.name: unusable for query in queries}
+                self._source.close()
+                self._settings, self._source = replacement, self._open(replacement)
+                log_event(_LOG, "prometheus.staleness_limit_changed", seconds=limit)
+            source = self._source
+        return source.fetch(queries, at)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._source.close()
+
+
+def _revealed(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+def _path_text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def _close_all(closers: list[Callable[[], None]]) -> None:

@@ -240,3 +240,170 @@ def test_templated_key_is_checked_again_when_rendered() -> None:
     assert ALLOW.template_refusal(template) is None
     assert ALLOW.permits(template.render({"prefix": "crm"}))
     assert not ALLOW.permits(template.render({"prefix": "billing"}))
+
+
+# ---- connection options -------------------------------------------------------------------
+
+
+def test_extra_headers_from_file_environment_and_flag(tmp_path: Path) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text("prometheus_extra_headers:\n  X-Scope-OrgID: 42\n  X-Team: crm\n")
+    assert load_settings({}, {}, file).prometheus_extra_headers == (
+        ("X-Scope-OrgID", "42"),
+        ("X-Team", "crm"),
+    )
+    from_env = load_settings(
+        {}, {"AUTOTUNER_PROMETHEUS_EXTRA_HEADERS": "X-Scope-OrgID=a|b, X-Team = crm"}
+    )
+    assert from_env.prometheus_extra_headers == (("X-Scope-OrgID", "a|b"), ("X-Team", "crm"))
+    from_flag = load_settings({"prometheus_extra_headers": "X-Scope-OrgID=tenant-a"}, {}, file)
+    assert from_flag.prometheus_extra_headers == (("X-Scope-OrgID", "tenant-a"),)
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("X-Scope-OrgID", r"expected NAME=VALUE pairs"),
+        ("Bad Name=x", r"'Bad Name' is not a valid HTTP header name"),
+        ("Authorization=Bearer abc", r"header 'Authorization' carries credentials.*TOKEN_FILE"),
+        ("X-A=1,x-a=2", r"header 'x-a' is given twice"),
+    ],
+)
+def test_bad_extra_headers_name_the_variable(given: str, problem: str) -> None:
+    with pytest.raises(
+        SettingsError,
+        match=r"environment variable AUTOTUNER_PROMETHEUS_EXTRA_HEADERS: "
+        r"field prometheus_extra_headers: " + problem,
+    ):
+        load_settings({}, {"AUTOTUNER_PROMETHEUS_EXTRA_HEADERS": given})
+
+
+def test_extra_header_that_is_not_text_names_file_line(tmp_path: Path) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text("dry_run: true\nprometheus_extra_headers:\n  X-Scope-OrgID: [a]\n")
+    with pytest.raises(SettingsError, match=r"s.yaml:2: field prometheus_extra_headers: .*quote"):
+        load_settings({}, {}, file)
+
+
+def test_connection_option_defaults() -> None:
+    settings = load_settings({}, {})
+    assert settings.prometheus_verify_tls
+    assert settings.prometheus_max_concurrency == 4
+    assert settings.prometheus_extra_headers == ()
+    assert settings.redis_key_prefix == ""
+    assert settings.redis_publish_channel is None
+    assert settings.redis_write_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("AUTOTUNER_PROMETHEUS_MAX_CONCURRENCY", "11", r"less than or equal to 10"),
+        ("AUTOTUNER_PROMETHEUS_MAX_CONCURRENCY", "0", r"greater than or equal to 1"),
+        ("AUTOTUNER_PROMETHEUS_VERIFY_TLS", "maybe", r"valid boolean"),
+        ("AUTOTUNER_PROMETHEUS_TIMEOUT_SECONDS", "inf", r"finite number"),
+        ("AUTOTUNER_REDIS_CONNECT_TIMEOUT_SECONDS", "0", r"greater than 0"),
+        ("AUTOTUNER_REDIS_COMMAND_TIMEOUT_SECONDS", "nan", r"finite number"),
+        ("AUTOTUNER_REDIS_WRITE_ATTEMPTS", "0", r"greater than or equal to 1"),
+        ("AUTOTUNER_REDIS_URL", "http://cache:6379", r"expected redis://"),
+        ("AUTOTUNER_PROMETHEUS_URL", "prometheus:9090", r"expected http\(s\)://"),
+        ("AUTOTUNER_PROMETHEUS_URL", "http://u:pw@prometheus:9090", r"credentials in the URL"),
+        ("AUTOTUNER_PROMETHEUS_URL", "http://prometheus:9090/?org=a", r"query string"),
+        ("AUTOTUNER_PROMETHEUS_CA_BUNDLE", "/nonexistent/ca.pem", r"cannot read CA file"),
+        ("AUTOTUNER_REDIS_CA_FILE", "/", r"cannot read CA file /: Is a directory"),
+    ],
+)
+def test_bad_connection_option_names_variable_and_field(
+    variable: str, value: str, problem: str
+) -> None:
+    field_name = variable.removeprefix("AUTOTUNER_").lower()
+    with pytest.raises(
+        SettingsError, match=rf"environment variable {variable}: field {field_name}: .*{problem}"
+    ):
+        load_settings({}, {variable: value})
+
+
+def test_options_wrong_together_name_every_source(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    file = tmp_path / "s.yaml"
+    file.write_text(f"prometheus_ca_bundle: {ca}\n")
+    with pytest.raises(
+        SettingsError,
+        match=r"s.yaml:1 \(field prometheus_ca_bundle\) and environment variable "
+        r"AUTOTUNER_PROMETHEUS_VERIFY_TLS \(field prometheus_verify_tls\): a CA bundle is used "
+        r"only when TLS is verified",
+    ):
+        load_settings({}, {"AUTOTUNER_PROMETHEUS_VERIFY_TLS": "false"}, file)
+    with pytest.raises(
+        SettingsError,
+        match=r"flag --redis-ca-file \(field redis_ca_file\): a Redis CA file is used only with TLS",
+    ):
+        load_settings({"redis_ca_file": str(ca)}, {})
+    assert load_settings({"redis_ca_file": str(ca), "redis_url": "rediss://cache:6380/0"}, {})
+
+
+def test_basic_auth_needs_user_and_password_and_excludes_a_token(tmp_path: Path) -> None:
+    with pytest.raises(
+        SettingsError,
+        match=r"flag --prometheus-basic-auth-username \(field prometheus_basic_auth_username\): "
+        r"basic auth needs both",
+    ):
+        load_settings({"prometheus_basic_auth_username": "me"}, {})
+    with pytest.raises(SettingsError, match=r"PROMETHEUS_BASIC_AUTH_PASSWORD.*basic auth needs"):
+        load_settings({}, {"AUTOTUNER_PROMETHEUS_BASIC_AUTH_PASSWORD": "pw"})
+    with pytest.raises(SettingsError, match=r"either a Prometheus bearer token or basic auth"):
+        load_settings(
+            {"prometheus_basic_auth_username": "me"},
+            {
+                "AUTOTUNER_PROMETHEUS_BASIC_AUTH_PASSWORD": "pw",
+                "AUTOTUNER_PROMETHEUS_TOKEN": "t",
+            },
+        )
+
+
+def test_redis_user_plain_or_from_a_file_not_both(tmp_path: Path) -> None:
+    user = tmp_path / "user"
+    user.write_text("autotuner\n")
+    assert load_settings({"redis_username": "autotuner"}, {}).redis_username == "autotuner"
+    assert load_settings({"redis_username_file": str(user)}, {}).redis_username_file == user
+    with pytest.raises(SettingsError, match=r"ACL user is given both directly and as a file"):
+        load_settings({"redis_username_file": str(user)}, {"AUTOTUNER_REDIS_USERNAME": "x"})
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(SettingsError, match=r"--redis-username-file: .*is empty"):
+        load_settings({"redis_username_file": str(empty)}, {})
+
+
+def test_basic_auth_password_is_a_secret(tmp_path: Path) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text("prometheus_basic_auth_password: hunter2\n")
+    with pytest.raises(SettingsError, match="secrets are not accepted in the settings file"):
+        load_settings({}, {}, file)
+    with pytest.raises(SettingsError, match="--prometheus-basic-auth-password-file"):
+        load_settings({"prometheus_basic_auth_password": "hunter2"}, {})
+
+
+def test_new_secrets_and_header_values_never_show(tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("file-pa55\n")
+    from_file = load_settings(
+        {
+            "prometheus_url": "http://prometheus:9090",
+            "prometheus_basic_auth_username": "me",
+            "prometheus_basic_auth_password_file": str(password_file),
+        },
+        {"AUTOTUNER_PROMETHEUS_EXTRA_HEADERS": "X-Api-Key=k3y-value"},
+    )
+    from_env = load_settings(
+        {"prometheus_url": "http://prometheus:9090", "prometheus_basic_auth_username": "me"},
+        {"AUTOTUNER_PROMETHEUS_BASIC_AUTH_PASSWORD": "env-pa55"},
+    )
+    assert "file-pa55" in from_file.secret_values()
+    assert "env-pa55" in from_env.secret_values()
+    for settings in (from_file, from_env):
+        shown = repr(settings) + str(settings) + str(settings.redacted())
+        for secret in ("file-pa55", "env-pa55", "k3y-value"):
+            assert secret not in shown
+    assert from_file.redacted()["prometheus_extra_headers"] == {"X-Api-Key": "***"}
+    assert from_env.redacted()["prometheus_basic_auth_password"] == "***"
