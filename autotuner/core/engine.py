@@ -37,7 +37,14 @@ from autotuner.core.model import (
     usable,
 )
 from autotuner.core.rules import Budget, Comparison, Rule, RuleSet, knob_for
-from autotuner.core.state import INITIAL_TARGET, EngineState, KnobState, TargetKey, TargetState
+from autotuner.core.state import (
+    EMPTY_KNOB,
+    INITIAL_TARGET,
+    EngineState,
+    KnobState,
+    TargetKey,
+    TargetState,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +160,13 @@ class _Evaluator:
             for _, labels in known:
                 self.no_data(rule, labels, answer.reason)
             return
-        counts = Counter(sample.labels for sample in answer.samples)
+        all_labels = [sample.labels for sample in answer.samples]
+        counts = set(all_labels)
+        repeated = (
+            set()
+            if len(counts) == len(all_labels)
+            else {labels for labels, n in Counter(all_labels).items() if n > 1}
+        )
         named: set[str] = set()
         duplicates: set[Labels] = set()
         for sample in answer.samples:
@@ -161,7 +174,7 @@ class _Evaluator:
             knob = knob_for(rule.action.knob, labels)
             if not isinstance(knob, str):
                 named.add(knob.id)
-            if counts[labels] > 1:
+            if labels in repeated:
                 # Two series with one label set: neither can be trusted, so neither acts.
                 if labels not in duplicates:
                     duplicates.add(labels)
@@ -239,7 +252,9 @@ class _Evaluator:
         if isinstance(knob, str):
             self.keep(key, previous)
             self.evaluations.append(
-                Evaluation(rule.name, labels, previous.phase, value, f"cannot name the knob: {knob}")
+                Evaluation(
+                    rule.name, labels, previous.phase, value, f"cannot name the knob: {knob}"
+                )
             )
             return
         if rule.action.stabilization_window > 0:
@@ -278,7 +293,9 @@ class _Evaluator:
         ):
             # Kept firing, so a relapse acts without a new `for:`; but it does not act now.
             return previous, False
-        return TargetState(Phase.INACTIVE, None, previous.last_true, previous.last_action, knob), False
+        return TargetState(
+            Phase.INACTIVE, None, previous.last_true, previous.last_action, knob
+        ), False
 
     def propose(
         self, rule: Rule, labels: Labels, knob: KnobRef, value: float, target: TargetState
@@ -507,12 +524,12 @@ class _Evaluator:
         horizon_rate = self.ruleset.longest_rate_period
         knobs: dict[str, KnobState] = {}
         for knob_id, old in self.state.knobs.items():
-            pruned = KnobState(
-                _recent(old.recommendations, self.now - horizon_window),
-                _recent(old.changes, self.now - horizon_rate),
-            )
+            kept_recommendations = _recent(old.recommendations, self.now - horizon_window)
+            kept_changes = _recent(old.changes, self.now - horizon_rate)
+            unchanged = kept_recommendations is old.recommendations and kept_changes is old.changes
+            pruned = old if unchanged else KnobState(kept_recommendations, kept_changes)
             if not pruned.empty:
-                knobs[knob_id] = old if pruned == old else pruned
+                knobs[knob_id] = pruned
         for knob in self.windowed_knobs:
             reading = self.readings.get(knob)
             if knob in recommendations:
@@ -521,10 +538,8 @@ class _Evaluator:
                 recommended = reading.value
             else:
                 continue
-            old = knobs.get(knob.id, KnobState())
-            knobs[knob.id] = replace(
-                old, recommendations=(*old.recommendations, (self.now, recommended))
-            )
+            old = knobs.get(knob.id, EMPTY_KNOB)
+            knobs[knob.id] = KnobState((*old.recommendations, (self.now, recommended)), old.changes)
         # A knob whose inputs are missing keeps its last recommendation alive, so that an
         # outage as long as a window does not empty it and let the first tick back act at once.
         for knob in self.starved_knobs.keys() - self.windowed_knobs:

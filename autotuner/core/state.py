@@ -73,6 +73,9 @@ class KnobState:
         )
 
 
+EMPTY_KNOB = KnobState()
+
+
 @dataclass(frozen=True, slots=True)
 class EngineState:
     targets: Mapping[TargetKey, TargetState] = field(default_factory=dict)
