@@ -19,14 +19,14 @@ def unusable_reason(
     labels: Labels, timestamp: float, value: float, at: float, limit: float
 ) -> str | None:
     """Why a sample cannot be acted on, or None when it can."""
+    if math.isfinite(value) and at - timestamp <= limit:
+        return None
     where = format_labels(labels) if labels else "the value"
     if math.isnan(value):
         return f"{where} is NaN (for example 0/0)"
     if math.isinf(value):
         return f"{where} is {'+' if value > 0 else '-'}Inf (a division by zero)"
-    if at - timestamp > limit:
-        return f"{where} is {at - timestamp:.0f} s old, older than the {limit:g} s staleness limit"
-    return None
+    return f"{where} is {at - timestamp:.0f} s old, older than the {limit:g} s staleness limit"
 
 
 def summary(reasons: Sequence[str]) -> str:
