@@ -380,3 +380,17 @@ def test_a_closed_source_sends_nothing(query_api: _QueryApi) -> None:
     source.close()
     assert isinstance(source.fetch([QUERY], time.time())[QUERY.name], NoData)
     assert query_api.requests == []
+
+
+def test_an_unusable_staleness_limit_sends_nothing_and_says_why(query_api: _QueryApi) -> None:
+    limits = [0.0, 300.0]  # popped from the end: 300 at the start, then 0
+    settings = load_settings({"prometheus_url": query_api.url}, {})
+    source = connect_metric_source(settings, lambda: limits.pop() if len(limits) > 1 else limits[0])
+    try:
+        answer = source.fetch([QUERY], time.time())[QUERY.name]
+    finally:
+        source.close()
+    assert isinstance(answer, NoData)
+    assert "max_sample_age cannot be used" in answer.reason
+    assert "staleness_limit_seconds" in answer.reason
+    assert query_api.requests == []
