@@ -31,17 +31,25 @@ def _load(name: str) -> Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # No abbreviated flags: `--redis-password X` must never be taken for `--redis-password-file X`.
     parser = argparse.ArgumentParser(
         prog="autotuner",
+        allow_abbrev=False,
         description="A self-tuning performance controller with explained, audited decisions.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (_, help_text) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        command_parser = sub.add_parser(
+            name, help=help_text, description=help_text, allow_abbrev=False
+        )
         if name == chosen:
             _load(name).add_arguments(command_parser)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Name only the flags: a value typed after a wrong flag may be a secret.
+        flags = " ".join(word.split("=", 1)[0] for word in unknown if word.startswith("-"))
+        parser.error(f"unrecognized arguments: {flags or 'values without a flag'}")
     try:
         return _load(args.command).run(args)
     except KeyboardInterrupt:

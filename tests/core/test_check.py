@@ -72,3 +72,11 @@ def test_rule_names_clash_across_files(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "b.yaml").write_text(rule)
     assert main(["check", str(tmp_path)]) == 1
     assert "is already defined at" in capsys.readouterr().err
+
+
+def test_a_mistyped_flag_is_named_without_its_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--redis-password", "hunter2"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--redis-password" in err and "hunter2" not in err
