@@ -249,8 +249,7 @@ def test_conflict_the_rule_asking_for_more_capacity_wins_and_ties_are_by_name() 
     assert changed == ["b-double"] and loop.replicas == 8
 
 
-def test_budget_caps_an_increase_to_what_the_database_allows() -> None:
-    text = """
+POOL_IN_BUDGET = """
 metrics:
   usage: sum(in_use) / sum(max)
 budgets:
@@ -264,28 +263,17 @@ rules:
     action:
       set_key: {key: pool, factor: 1.5, max: 100}
 """
-    loop = Loop(text, knobs={"key/pool": 16, "deployment/crm/api": 20})
+
+
+def test_budget_caps_an_increase_to_what_the_database_allows() -> None:
+    loop = Loop(POOL_IN_BUDGET, knobs={"key/pool": 16, "deployment/crm/api": 20})
     decision, _ = only(loop.at(0, usage=0.9))
     assert decision.final == 20 and decision.limited_by == "budget"
     assert "budget db: 400 of 400 used" in decision.reason + str(decision.steps)
 
 
 def test_budget_blocks_an_increase_when_a_member_cannot_be_read() -> None:
-    text = """
-metrics:
-  usage: sum(in_use) / sum(max)
-budgets:
-  - name: db
-    limit: 400
-    terms: [[{key: "pool"}, {deployment: crm/api}]]
-rules:
-  - name: grow
-    metric: usage
-    above: 0.8
-    action:
-      set_key: {key: pool, factor: 1.5, max: 100}
-"""
-    loop = Loop(text, knobs={"key/pool": 16})
+    loop = Loop(POOL_IN_BUDGET, knobs={"key/pool": 16})
     loop.actuator.unreadable["deployment/crm/api"] = KnobUnreadable("forbidden")
     decision, _ = only(loop.at(0, usage=0.9))
     assert decision.verdict is Verdict.HOLD and "cannot read deployment/crm/api" in decision.reason
