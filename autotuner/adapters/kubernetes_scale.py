@@ -37,6 +37,7 @@ from kubernetes.config.incluster_config import (
 )
 from urllib3.util.retry import Retry
 
+from autotuner.control.actuation import writable
 from autotuner.core.model import (
     Decision,
     KnobKind,
@@ -46,7 +47,6 @@ from autotuner.core.model import (
     KnobValue,
     Outcome,
     OutcomeStatus,
-    Verdict,
     format_labels,
     usable,
 )
@@ -385,22 +385,10 @@ class KubernetesScaleActuator:
                 extra={"error": "invalid", "target": knob.id},
             )
         where = _describe(knob)
-        if decision.verdict is not Verdict.CHANGE:
-            return Outcome(
-                OutcomeStatus.SKIPPED,
-                f"verdict is {decision.verdict.value}: nothing to scale on {where}",
-                old=decision.current,
-            )
-        for label, number in (("current", decision.current), ("final", decision.final)):
-            if number is None or not usable(number) or number < 0 or not float(number).is_integer():
-                return Outcome(
-                    OutcomeStatus.FAILED,
-                    f"refusing to scale {where}: the decision's {label} replica count "
-                    f"{number!r} is not a whole number of zero or more",
-                    old=decision.current,
-                    extra={"error": "invalid", "target": knob.id},
-                )
-        current, final = int(cast(float, decision.current)), int(cast(float, decision.final))
+        checked = writable(decision, where)
+        if isinstance(checked, Outcome):
+            return checked
+        current, final = int(checked[0]), int(checked[1])
         if decision.dry_run:
             return Outcome(
                 OutcomeStatus.DRY_RUN,

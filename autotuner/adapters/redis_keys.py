@@ -38,6 +38,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from autotuner.control.actuation import writable
 from autotuner.core.model import (
     Decision,
     KnobKind,
@@ -47,7 +48,6 @@ from autotuner.core.model import (
     KnobValue,
     Outcome,
     OutcomeStatus,
-    Verdict,
     usable,
 )
 
@@ -426,33 +426,18 @@ class RedisKeyActuator:
                 f"{knob.id} is not a config key; the Redis actuator writes only keys",
             )
         where = self._describe(knob)
-        if decision.verdict is not Verdict.CHANGE:
-            return Outcome(
-                OutcomeStatus.SKIPPED,
-                f"verdict is {decision.verdict.value}: nothing to write to {where}",
-                old=decision.current,
-            )
-        if decision.final is None or not usable(decision.final):
-            return Outcome(
-                OutcomeStatus.FAILED,
-                f"refusing to write {decision.final!r} to {where}: not a finite number",
-                old=decision.current,
-            )
-        if decision.current is None or not usable(decision.current):
-            return Outcome(
-                OutcomeStatus.FAILED,
-                f"refusing to write {where} blindly: the decision has no current value "
-                "to compare against",
-            )
+        checked = writable(decision, where)
+        if isinstance(checked, Outcome):
+            return checked
         if decision.dry_run:
             return Outcome(
                 OutcomeStatus.DRY_RUN,
-                f"dry run: would set {where} from {format_number(decision.current)} "
-                f"to {format_number(decision.final)}",
-                old=decision.current,
-                new=decision.final,
+                f"dry run: would set {where} from {format_number(checked[0])} "
+                f"to {format_number(checked[1])}",
+                old=checked[0],
+                new=checked[1],
             )
-        return decision.current, decision.final
+        return checked
 
     def _with_retries(self, operation: Callable[[], _T], attempts: int) -> _T:
         for attempt in range(1, attempts):

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from autotuner.control.actuation import writable
 from autotuner.core.model import (
     Decision,
     KnobKind,
@@ -36,8 +37,6 @@ from autotuner.core.model import (
     KnobValue,
     Outcome,
     OutcomeStatus,
-    Verdict,
-    usable,
 )
 from autotuner.sim.system import System
 
@@ -156,13 +155,7 @@ class SimActuator:
         if not self.handles(knob):
             return Outcome(OutcomeStatus.FAILED, self._not_handled(knob))
         where = _describe(knob)
-        if decision.verdict is not Verdict.CHANGE:
-            return Outcome(
-                OutcomeStatus.SKIPPED,
-                f"verdict is {decision.verdict.value}: nothing to change on {where}",
-                old=decision.current,
-            )
-        checked = _writable_values(decision, where)
+        checked = writable(decision, where)
         if isinstance(checked, Outcome):
             return checked
         current, final = checked
@@ -189,27 +182,3 @@ class SimActuator:
                 old=None if decision.from_default else current,
             )
         return self.set(knob, final)
-
-
-def _writable_values(decision: Decision, where: str) -> Outcome | tuple[float, float]:
-    """The decision's (current, final), or why they must not be written: the production
-    actuators refuse the same decisions."""
-    values: list[float] = []
-    for label, number in (("current", decision.current), ("final", decision.final)):
-        if number is None or not usable(number):
-            return Outcome(
-                OutcomeStatus.FAILED,
-                f"refusing to change {where}: the decision's {label} value {number!r} is not a "
-                "finite number",
-                old=decision.current,
-            )
-        if decision.knob.is_workload and (number < 0 or not float(number).is_integer()):
-            return Outcome(
-                OutcomeStatus.FAILED,
-                f"refusing to scale {where}: the decision's {label} replica count {number!r} "
-                "is not a whole number of zero or more",
-                old=decision.current,
-            )
-        values.append(float(number))
-    current, final = values
-    return current, final
