@@ -391,8 +391,7 @@ rules:
     assert loop.actuator.knobs == {"key/ttl:a": 200, "key/ttl:b": 100}
 
 
-def test_a_vanished_series_resolves_its_target() -> None:
-    text = """
+TTL_PER_CACHE = """
 metrics:
   hit: sum by (cache) (rate(h[5m])) / sum by (cache) (rate(r[5m]))
 rules:
@@ -402,7 +401,10 @@ rules:
     action:
       set_key: {key: "ttl:{{ labels.cache }}", factor: 2, min: 60, max: 3600}
 """
-    loop = Loop(text, knobs={"key/ttl:a": 100, "key/ttl:b": 100})
+
+
+def test_a_vanished_series_resolves_its_target() -> None:
+    loop = Loop(TTL_PER_CACHE, knobs={"key/ttl:a": 100, "key/ttl:b": 100})
     loop.at(0, hit={(("cache", "a"),): 0.5, (("cache", "b"),): 0.5})  # type: ignore[arg-type]
     report = loop.at(15, hit={(("cache", "a"),): 0.9})  # type: ignore[arg-type]
     gone = [e for e in report.evaluations if e.labels == (("cache", "b"),)]
@@ -459,17 +461,7 @@ class Twice(FakeSource):
 
 
 def test_a_duplicated_series_never_acts() -> None:
-    text = """
-metrics:
-  hit: sum by (cache) (rate(h[5m])) / sum by (cache) (rate(r[5m]))
-rules:
-  - name: ttl
-    metric: hit
-    below: 0.7
-    action:
-      set_key: {key: "ttl:{{ labels.cache }}", factor: 2, min: 60, max: 3600}
-"""
-    loop = Loop(text, knobs={"key/ttl:users": 100})
+    loop = Loop(TTL_PER_CACHE, knobs={"key/ttl:users": 100})
     loop.source = Twice()
     report = loop.at(0)
     assert not report.decisions and loop.actuator.knobs["key/ttl:users"] == 100
