@@ -73,7 +73,6 @@ from autotuner.core.model import (
 _LOG = logging.getLogger(__name__)
 
 
-
 class PrometheusSettingsError(ValueError):
     """A Prometheus connection setting is wrong; the message names the field and the fix."""
 

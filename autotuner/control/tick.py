@@ -43,34 +43,30 @@ class TickReport:
         return tuple(pair for pair in self.decisions if pair[0].verdict is Verdict.CHANGE)
 
 
-def _owner(knob: KnobRef, actuators: Sequence[Actuator]) -> int | None:
-    for index, actuator in enumerate(actuators):
-        if actuator.handles(knob):
-            return index
-    return None
-
-
 def read_knobs(
     knobs: Iterable[KnobRef], actuators: Sequence[Actuator], guard: KnobGuard | None = None
 ) -> dict[KnobRef, KnobReading]:
     """Each knob's value from the first actuator that handles it, batched per actuator."""
     readings: dict[KnobRef, KnobReading] = {}
-    batches: dict[int, list[KnobRef]] = {}
-    for knob in sorted(knobs):
-        refusal = guard(knob) if guard else None
+    batches: list[list[KnobRef]] = [[] for _ in actuators]
+    for knob in knobs:
+        refusal = guard(knob) if guard is not None else None
         if refusal is not None:
             readings[knob] = KnobUnreadable(refusal, skip=True)
             continue
-        owner = _owner(knob, actuators)
-        if owner is None:
+        for actuator, batch in zip(actuators, batches, strict=True):
+            if actuator.handles(knob):
+                batch.append(knob)
+                break
+        else:
             readings[knob] = KnobUnreadable(
                 f"no actuator is configured for {knob.kind.value} knobs"
             )
-        else:
-            batches.setdefault(owner, []).append(knob)
-    for owner, batch in batches.items():
+    for actuator, batch in zip(actuators, batches, strict=True):
+        if not batch:
+            continue
         try:
-            answered = actuators[owner].read(batch)
+            answered = actuator.read(batch)
         except (
             Exception
         ) as error:  # an adapter that breaks its contract still must not stop the cycle
@@ -103,7 +99,9 @@ def _act_recorded(
     try:
         intent = store.record_intent(decision)
     except Exception as error:  # the store's own error type is the adapter's business
-        return Outcome(OutcomeStatus.FAILED, f"not applied: the audit store refused the intent: {error}")
+        return Outcome(
+            OutcomeStatus.FAILED, f"not applied: the audit store refused the intent: {error}"
+        )
     outcome = act(decision, actuators, dry_run)
     try:
         store.record_outcome(intent, outcome)

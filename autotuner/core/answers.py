@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 
 from autotuner.core.model import Labels, MetricAnswer, NoData, Sample, Series, format_labels
 
@@ -15,12 +16,8 @@ from autotuner.core.model import Labels, MetricAnswer, NoData, Sample, Series, f
 REASONS_SHOWN = 3
 
 
-def unusable_reason(
-    labels: Labels, timestamp: float, value: float, at: float, limit: float
-) -> str | None:
-    """Why a sample cannot be acted on, or None when it can."""
-    if math.isfinite(value) and at - timestamp <= limit:
-        return None
+def unusable_reason(labels: Labels, timestamp: float, value: float, at: float, limit: float) -> str:
+    """Why a sample that is not finite, or older than `limit`, cannot be acted on."""
     where = format_labels(labels) if labels else "the value"
     if math.isnan(value):
         return f"{where} is NaN (for example 0/0)"
@@ -45,13 +42,18 @@ def answer_from(
     """
     samples: list[Sample] = []
     unusable: list[str] = []
+    isfinite = math.isfinite
     for labels, timestamp, value in points:
         samples.append(Sample(labels, value, timestamp))
-        problem = unusable_reason(labels, timestamp, value, at, staleness_limit)
-        if problem is not None:
-            unusable.append(problem)
+        if isfinite(value) and at - timestamp <= staleness_limit:
+            continue
+        unusable.append(unusable_reason(labels, timestamp, value, at, staleness_limit))
     if not samples:
         return NoData("the query returned no series"), ()
     if len(unusable) == len(samples):
         return NoData("no usable value: " + summary(unusable)), tuple(unusable)
-    return Series(tuple(sorted(samples, key=lambda sample: sample.labels))), tuple(unusable)
+    samples.sort(key=_LABELS)
+    return Series(tuple(samples)), tuple(unusable)
+
+
+_LABELS = attrgetter("labels")

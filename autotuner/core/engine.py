@@ -10,11 +10,11 @@ No clock, no I/O. The daemon, the simulator and rule tests all call it through `
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from autotuner.core import policies
 from autotuner.core.model import (
@@ -36,14 +36,15 @@ from autotuner.core.model import (
     format_labels,
     usable,
 )
-from autotuner.core.rules import Budget, Comparison, Rule, RuleSet, knob_for
+from autotuner.core.rules import Budget, Comparison, Rule, RuleSet
 from autotuner.core.state import (
-    EMPTY_KNOB,
     INITIAL_TARGET,
     EngineState,
     KnobState,
     TargetKey,
     TargetState,
+    TimedValues,
+    with_recommendation,
 )
 
 
@@ -54,8 +55,7 @@ class TickResult:
     state: EngineState
 
 
-@dataclass(frozen=True, slots=True)
-class _Proposal:
+class _Proposal(NamedTuple):
     """A firing target's wish for its knob, after the per-rule policies."""
 
     rule: Rule
@@ -79,21 +79,22 @@ def _answer(answers: Mapping[str, MetricAnswer], metric: str) -> MetricAnswer:
     return answers.get(metric) or NoData(f"metric {metric!r} was not fetched")
 
 
-def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> frozenset[KnobRef]:
-    """Every knob whose current value `evaluate` may need for these answers."""
-    knobs: set[KnobRef] = set()
+def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> tuple[KnobRef, ...]:
+    """Every knob whose current value `evaluate` may need for these answers, in id order."""
+    knobs: dict[str, KnobRef] = {}
     for rule in ruleset.active_rules:
-        answer = _answer(answers, rule.metric)
+        answer = answers.get(rule.metric)
         if not isinstance(answer, Series):
             continue
-        template = rule.action.knob
+        knob_for = rule.action.knob.knob_for
         for sample in answer.samples:
-            knob = knob_for(template, sample.labels)
+            knob = knob_for(sample.labels)
             if not isinstance(knob, str):
-                knobs.add(knob)
+                knobs[knob.id] = knob
     for budget in ruleset.budgets:
-        knobs.update(budget.knobs)
-    return frozenset(knobs)
+        for knob in budget.knobs:
+            knobs[knob.id] = knob
+    return tuple(knobs[knob_id] for knob_id in sorted(knobs))
 
 
 def _describe(rule: Rule, value: float | None) -> str:
@@ -133,8 +134,10 @@ class _Evaluator:
         self.evaluations: list[Evaluation] = []
         self.decisions: list[Decision] = []
         self.proposals: dict[KnobRef, list[_Proposal]] = defaultdict(list)
-        self.starved_knobs: dict[KnobRef, str] = {}  # knob -> a rule whose input is missing
-        self.windowed_knobs: set[KnobRef] = set()
+        # Knob ids, with a rule whose input is missing: none of these knobs may be lowered.
+        self.starved_knobs: dict[str, str] = {}
+        # Knobs under a stabilization window, by id: each records a recommendation every tick.
+        self.windowed_knobs: dict[str, KnobRef] = {}
         self.rules_by_name = ruleset.rules_by_name
         self.rule_knobs: dict[str, tuple[str, ...]] = {
             name: knobs for name, knobs in state.rule_knobs.items() if name in ruleset.rules_by_name
@@ -148,49 +151,68 @@ class _Evaluator:
         if isinstance(answer, NoData):
             # The knobs this rule's series named when it last had data: none may be lowered.
             for knob_id in self.state.rule_knobs.get(rule.name, ()):
-                self.starved_knobs.setdefault(KnobRef.parse(knob_id), rule.name)
+                self.starved_knobs.setdefault(knob_id, rule.name)
             if not known:
                 template = rule.action.knob
                 static = template.render({}) if template.is_static else None
                 if static is not None:
-                    self.starved_knobs.setdefault(static, rule.name)
+                    self.starved_knobs.setdefault(static.id, rule.name)
                 self.evaluations.append(
                     Evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason, static)
                 )
             for _, labels in known:
                 self.no_data(rule, labels, answer.reason)
             return
-        all_labels = [sample.labels for sample in answer.samples]
-        counts = set(all_labels)
+        samples = answer.samples
+        seen = {sample.labels for sample in samples}
         repeated = (
             set()
-            if len(counts) == len(all_labels)
-            else {labels for labels, n in Counter(all_labels).items() if n > 1}
+            if len(seen) == len(samples)
+            else {labels for labels, n in Counter(s.labels for s in samples).items() if n > 1}
         )
         named: set[str] = set()
         duplicates: set[Labels] = set()
-        for sample in answer.samples:
-            labels = sample.labels
-            knob = knob_for(rule.action.knob, labels)
+        knob_for = rule.action.knob.knob_for
+        now = self.now
+        max_age = self.ruleset.max_sample_age
+        # Hoisted for the common case below: most targets are inactive and stay so.
+        name = rule.name
+        starts = rule.condition.starts
+        state_of = self.state.targets.get
+        windowed = self.windowed_knobs if rule.action.stabilization_window > 0 else None
+        evaluations = self.evaluations
+        for labels, value, timestamp in samples:
+            knob = knob_for(labels)
             if not isinstance(knob, str):
                 named.add(knob.id)
+                if (
+                    not repeated
+                    and math.isfinite(value)
+                    and now - timestamp <= max_age
+                    and state_of((name, labels)) is None
+                    and not starts(value)
+                ):
+                    if windowed is not None:
+                        windowed[knob.id] = knob
+                    evaluations.append(Evaluation(name, labels, Phase.INACTIVE, value, None, knob))
+                    continue
             if labels in repeated:
                 # Two series with one label set: neither can be trusted, so neither acts.
                 if labels not in duplicates:
                     duplicates.add(labels)
                     self.no_data(rule, labels, f"duplicate series {format_labels(labels)}")
                 continue
-            if not usable(sample.value):
-                self.no_data(rule, labels, f"the value is {sample.value}")
-            elif self.now - sample.timestamp > self.ruleset.max_sample_age:
-                age = policies.fmt(round(self.now - sample.timestamp, 3))
+            if not usable(value):
+                self.no_data(rule, labels, f"the value is {value}")
+            elif now - timestamp > max_age:
+                age = policies.fmt(round(now - timestamp, 3))
                 self.no_data(rule, labels, f"the sample is stale ({age}s old)")
             else:
-                self.observe(rule, labels, sample.value)
+                self.observe(rule, labels, value, knob)
         self.rule_knobs[rule.name] = tuple(sorted(named))
         # A series gone from an answer that has others resolves, as in Prometheus.
         for _, labels in known:
-            if labels not in counts:
+            if labels not in seen:
                 self.no_data(rule, labels, "the series is absent from the answer", resolve=True)
 
     def keep(self, key: TargetKey, target: TargetState) -> None:
@@ -222,7 +244,7 @@ class _Evaluator:
         self.evaluations.append(Evaluation(rule.name, labels, previous.phase, None, reason, knob))
         if knob is None:
             return
-        self.starved_knobs.setdefault(knob, rule.name)
+        self.starved_knobs.setdefault(knob.id, rule.name)
         if previous.phase is Phase.FIRING:
             self.decisions.append(
                 self.decision(
@@ -240,15 +262,14 @@ class _Evaluator:
             )
 
     def knob_of(self, rule: Rule, labels: Labels, previous: TargetState) -> KnobRef | None:
-        knob = knob_for(rule.action.knob, labels)
+        knob = rule.action.knob.knob_for(labels)
         if isinstance(knob, str):
             return KnobRef.parse(previous.knob) if previous.knob else None
         return knob
 
-    def observe(self, rule: Rule, labels: Labels, value: float) -> None:
+    def observe(self, rule: Rule, labels: Labels, value: float, knob: KnobRef | str) -> None:
         key = (rule.name, labels)
         previous = self.state.targets.get(key, INITIAL_TARGET)
-        knob = knob_for(rule.action.knob, labels)
         if isinstance(knob, str):
             self.keep(key, previous)
             self.evaluations.append(
@@ -258,7 +279,7 @@ class _Evaluator:
             )
             return
         if rule.action.stabilization_window > 0:
-            self.windowed_knobs.add(knob)
+            self.windowed_knobs[knob.id] = knob
         target, acting = self.step(rule, previous, value, knob.id)
         if target is not INITIAL_TARGET:
             self.keep(key, target)
@@ -405,13 +426,13 @@ class _Evaluator:
                 continue
             steps = winner.steps
             final = winner.after_rule
-            if final < current and knob in self.starved_knobs:
+            if final < current and knob.id in self.starved_knobs:
                 steps += (
                     PolicyStep(
                         "missing_data",
                         final,
                         current,
-                        f"rule {self.starved_knobs[knob]} has no data: never scale down",
+                        f"rule {self.starved_knobs[knob.id]} has no data: never scale down",
                     ),
                 )
                 final = current
@@ -520,49 +541,54 @@ class _Evaluator:
     # -- the new state ----------------------------------------------------------------------
 
     def knob_states(self, recommendations: Mapping[KnobRef, float]) -> dict[str, KnobState]:
-        horizon_window = self.ruleset.longest_window
-        horizon_rate = self.ruleset.longest_rate_period
-        knobs: dict[str, KnobState] = {}
-        for knob_id, old in self.state.knobs.items():
-            kept_recommendations = _recent(old.recommendations, self.now - horizon_window)
-            kept_changes = _recent(old.changes, self.now - horizon_rate)
-            unchanged = kept_recommendations is old.recommendations and kept_changes is old.changes
-            pruned = old if unchanged else KnobState(kept_recommendations, kept_changes)
-            if not pruned.empty:
-                knobs[knob_id] = pruned
-        for knob in self.windowed_knobs:
-            reading = self.readings.get(knob)
+        now = self.now
+        window_start = now - self.ruleset.longest_window
+        rate_start = now - self.ruleset.longest_rate_period
+        # Per knob id, (recommendations, changes): the old ones still inside their horizon,
+        # then this tick's; each knob's new state is built once, from its final pair.
+        history: dict[str, tuple[TimedValues, TimedValues]] = {
+            knob_id: (_recent(old.recommendations, window_start), _recent(old.changes, rate_start))
+            for knob_id, old in self.state.knobs.items()
+        }
+        for knob_id, knob in self.windowed_knobs.items():
             if knob in recommendations:
                 recommended = recommendations[knob]
-            elif reading is not None and not isinstance(reading, KnobUnreadable):
-                recommended = reading.value
             else:
-                continue
-            old = knobs.get(knob.id, EMPTY_KNOB)
-            knobs[knob.id] = KnobState((*old.recommendations, (self.now, recommended)), old.changes)
+                reading = self.readings.get(knob)
+                if reading is None or isinstance(reading, KnobUnreadable):
+                    continue
+                recommended = reading.value
+            kept, changes = history.get(knob_id, _NO_HISTORY)
+            history[knob_id] = (with_recommendation(kept, now, recommended), changes)
         # A knob whose inputs are missing keeps its last recommendation alive, so that an
         # outage as long as a window does not empty it and let the first tick back act at once.
-        for knob in self.starved_knobs.keys() - self.windowed_knobs:
-            held = knobs.get(knob.id)
-            if held is not None and held.recommendations:
-                last = held.recommendations[-1][1]
-                knobs[knob.id] = replace(
-                    held, recommendations=(*held.recommendations, (self.now, last))
-                )
+        for knob_id in self.starved_knobs.keys() - self.windowed_knobs.keys():
+            held = history.get(knob_id)
+            if held is not None and held[0]:
+                kept, changes = held
+                history[knob_id] = (with_recommendation(kept, now, kept[-1][1]), changes)
+        knobs: dict[str, KnobState] = {}
+        for knob_id, (kept, changes) in history.items():
+            old = self.state.knobs.get(knob_id)
+            if old is not None and kept is old.recommendations and changes is old.changes:
+                knobs[knob_id] = old
+            elif kept or changes:
+                knobs[knob_id] = KnobState(kept, changes)
         return knobs
 
 
-def _recent(
-    pairs: tuple[tuple[float, float], ...], since: float
-) -> tuple[tuple[float, float], ...]:
-    """The pairs after `since`; they are in time order, so only the head can have expired."""
+_NO_HISTORY: tuple[TimedValues, TimedValues] = ((), ())
+
+
+def _recent(pairs: TimedValues, since: float) -> TimedValues:
+    """The pairs after `since`. They are in time order and a tick expires one or two, so the
+    head is scanned rather than bisected."""
     if not pairs or pairs[0][0] > since:
         return pairs
-    return pairs[bisect.bisect_right(pairs, since, key=_time) :]
-
-
-def _time(pair: tuple[float, float]) -> float:
-    return pair[0]
+    start = 1
+    while start < len(pairs) and pairs[start][0] <= since:
+        start += 1
+    return pairs[start:]
 
 
 def evaluate(
@@ -602,13 +628,17 @@ def record_outcomes(state: EngineState, results: Iterable[tuple[Decision, Outcom
     A dry run starts the cooldown as if it had applied, so that a dry run reports what the
     controller would do, not the same change every tick.
     """
+    done = [
+        (decision, outcome)
+        for decision, outcome in results
+        if decision.verdict is Verdict.CHANGE
+        and outcome.status in (OutcomeStatus.APPLIED, OutcomeStatus.DRY_RUN)
+    ]
+    if not done:
+        return state
     targets = dict(state.targets)
     knobs = dict(state.knobs)
-    for decision, outcome in results:
-        if decision.verdict is not Verdict.CHANGE:
-            continue
-        if outcome.status not in (OutcomeStatus.APPLIED, OutcomeStatus.DRY_RUN):
-            continue
+    for decision, outcome in done:
         key = (decision.rule, decision.labels)
         target = targets.get(key, INITIAL_TARGET)
         targets[key] = replace(target, last_action=decision.time, knob=decision.knob.id)

@@ -26,9 +26,7 @@ def bounds(action: Action, current: float, proposed: float, direction: Direction
     """
     clamped = min(max(proposed, action.minimum), action.maximum)
     value = max(current, clamped) if direction is Direction.UP else min(current, clamped)
-    return PolicyStep(
-        "bounds", proposed, value, f"min {fmt(action.minimum)}, max {fmt(action.maximum)}"
-    )
+    return PolicyStep("bounds", proposed, value, action.bounds_note)
 
 
 def rate_limit(
@@ -95,13 +93,16 @@ def stabilize(
     window = action.stabilization_window
     if window <= 0:
         return None
-    recent = [rec for t, rec in recommendations if t > now - window]
+    since = now - window
+    recent = [value, *(rec for t, rec in recommendations if t > since)]
     if direction is Direction.DOWN:
-        stabilized = min(current, max([value, *recent]))
-        note = f"highest recommendation of the last {fmt(window)}s is {fmt(max([value, *recent]))}"
+        highest = max(recent)
+        stabilized = min(current, highest)
+        note = f"highest recommendation of the last {fmt(window)}s is {fmt(highest)}"
     else:
-        stabilized = max(current, min([value, *recent]))
-        note = f"lowest recommendation of the last {fmt(window)}s is {fmt(min([value, *recent]))}"
+        lowest = min(recent)
+        stabilized = max(current, lowest)
+        note = f"lowest recommendation of the last {fmt(window)}s is {fmt(lowest)}"
     return PolicyStep("stabilization", value, stabilized, note)
 
 

@@ -72,29 +72,44 @@ class Template:
         return "".join(out)
 
 
+# How many label sets a knob template remembers the knob of; past it, it starts over, so that
+# series that come and go (pods, say) cannot grow the memo without bound.
+KNOB_MEMO_LIMIT = 1 << 14
+
+
 @dataclass(frozen=True, slots=True)
 class KnobTemplate:
     kind: KnobKind
     name: Template
     namespace: Template = Template(("",))
     field: Template = Template(("",))
-    # Hashed once: `knob_for` looks templates up in its cache on every target of every tick.
-    _hash: int = dataclasses.field(init=False, repr=False, compare=False, default=0)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_hash", hash((self.kind, self.name, self.namespace, self.field)))
-
-    def __hash__(self) -> int:
-        return self._hash
+    # The knob each label set named: the same series come back tick after tick, and rendering
+    # is pure, so each is rendered once. Not part of the template's value.
+    _named: dict[Labels, KnobRef | str] = dataclasses.field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def render(self, labels: Mapping[str, str]) -> KnobRef:
-        """The knob a series names; `knob_for` is the memoized form for the hot path."""
+        """The knob a series names; raises TemplateError when a placeholder's label is absent."""
         return KnobRef(
             self.kind,
             self.name.render(labels),
             self.namespace.render(labels),
             self.field.render(labels),
         )
+
+    def knob_for(self, labels: Labels) -> KnobRef | str:
+        """The knob a series' labels name, or why they name none (memoized `render`)."""
+        named = self._named.get(labels)
+        if named is None:
+            try:
+                named = self.render(dict(labels))
+            except TemplateError as error:
+                named = str(error)
+            if len(self._named) >= KNOB_MEMO_LIMIT:
+                self._named.clear()
+            self._named[labels] = named
+        return named
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -103,18 +118,6 @@ class KnobTemplate:
     @property
     def is_static(self) -> bool:
         return self.name.is_static and self.namespace.is_static and self.field.is_static
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def knob_for(template: KnobTemplate, labels: Labels) -> KnobRef | str:
-    """The knob a series' labels name, or why they name none.
-
-    Memoized: the same rules see the same series tick after tick, and rendering is pure.
-    """
-    try:
-        return template.render(dict(labels))
-    except TemplateError as error:
-        return str(error)
 
 
 class Comparison(StrEnum):
@@ -214,6 +217,11 @@ class Action:
     select: SelectPolicy = SelectPolicy.MAX
     stabilization_window: float = 0.0
     default: float | None = None
+    # Derived once: every decision on this action explains its bounds.
+    bounds_note: str = dataclasses.field(init=False, repr=False, compare=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bounds_note", f"min {self.minimum:g}, max {self.maximum:g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,10 +258,11 @@ class Budget:
     name: str
     limit: float
     terms: tuple[tuple[KnobRef, ...], ...]
+    # Derived once: every tick asks which knobs a budget holds.
+    knobs: frozenset[KnobRef] = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def knobs(self) -> frozenset[KnobRef]:
-        return frozenset(knob for term in self.terms for knob in term)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "knobs", frozenset(k for term in self.terms for k in term))
 
 
 # A sample older than this is stale: Prometheus's own lookback delta.

@@ -48,12 +48,29 @@ class TargetState:
 INITIAL_TARGET = TargetState()
 
 
+# (time, value) pairs in time order.
+TimedValues = tuple[tuple[float, float], ...]
+
+
+def with_recommendation(recommendations: TimedValues, now: float, value: float) -> TimedValues:
+    """`recommendations` with `value` recommended at `now`.
+
+    A run of equal recommendations keeps only its latest time. That loses nothing: a
+    stabilization window asks only which values were recommended after its start, and a run
+    had one after it exactly when its latest time is after it. So a knob's history is as long
+    as the number of distinct values in its window, not the number of ticks.
+    """
+    if recommendations and recommendations[-1][1] == value:
+        return (*recommendations[:-1], (now, value))
+    return (*recommendations, (now, value))
+
+
 @dataclass(frozen=True, slots=True)
 class KnobState:
-    # (time, recommended value) of past ticks, for stabilization windows.
-    recommendations: tuple[tuple[float, float], ...] = ()
+    # (time, recommended value) for stabilization windows, a run of one value at its latest time.
+    recommendations: TimedValues = ()
     # (time, applied change) of past changes, for rate limits.
-    changes: tuple[tuple[float, float], ...] = ()
+    changes: TimedValues = ()
 
     @property
     def empty(self) -> bool:

@@ -8,7 +8,6 @@ controller sees the world as it is at the moment it looks.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -120,6 +119,4 @@ class LiveSimulation:
 def _shifted(answer: MetricAnswer, offset: float) -> MetricAnswer:
     if not isinstance(answer, Series):
         return answer
-    return Series(
-        tuple(dataclasses.replace(s, timestamp=s.timestamp + offset) for s in answer.samples)
-    )
+    return Series(tuple(s._replace(timestamp=s.timestamp + offset) for s in answer.samples))
