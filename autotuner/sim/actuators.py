@@ -24,7 +24,7 @@ which are not the product, change knobs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autotuner.control.actuation import writable
@@ -40,7 +40,8 @@ from autotuner.core.model import (
 )
 from autotuner.sim.system import System
 
-_HANDLED_KINDS = frozenset({KnobKind.DEPLOYMENT, KnobKind.CONFIG_KEY})
+# Reads a knob's value from the model; None when the model has no such knob.
+_Getter = Callable[[], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,10 @@ class AppliedChange:
     old: float
     new: float
     source: str
+
+
+def _absent() -> None:
+    return None
 
 
 def _number(value: float) -> str:
@@ -73,28 +78,41 @@ class SimActuator:
         self._pool_key = f"{namespace}:db:pool_size"
         self._batch_key = f"{namespace}:ml:batch_size"
         self._namespace = namespace
+        # Where each knob lives in the model, found once per knob id: reads come every tick.
+        self._getters: dict[str, _Getter] = {}
 
     def handles(self, knob: KnobRef) -> bool:
-        return knob.kind in _HANDLED_KINDS
+        return knob.kind is KnobKind.DEPLOYMENT or knob.kind is KnobKind.CONFIG_KEY
 
     def _get(self, knob: KnobRef) -> float | None:
         """The knob's value in the model, or None when the model has no such knob."""
+        getter = self._getters.get(knob.id)
+        if getter is None:
+            getter = self._getters[knob.id] = self._getter(knob)
+        return getter()
+
+    def _getter(self, knob: KnobRef) -> _Getter:
         system = self._system
         if knob.is_workload:
-            if knob.kind is not KnobKind.DEPLOYMENT or knob.namespace != self._namespace:
-                return None
-            deployment = system.deployment(knob.name)
-            return None if deployment is None else float(deployment.desired)
+            deployment = (
+                system.deployment(knob.name)
+                if knob.kind is KnobKind.DEPLOYMENT and knob.namespace == self._namespace
+                else None
+            )
+            if deployment is None:
+                return _absent
+            return lambda: float(deployment.desired)
         if knob.field:
-            return None
+            return _absent
         if knob.name == self._pool_key:
-            return float(system.pool_size)
+            return lambda: float(system.pool_size)
         if knob.name == self._batch_key:
-            return float(system.batch_size)
+            return lambda: float(system.batch_size)
         if knob.name.startswith(self._ttl_prefix):
             cache = system.caches.get(knob.name.removeprefix(self._ttl_prefix))
-            return None if cache is None else cache.target_ttl
-        return None
+            if cache is not None:
+                return lambda: cache.target_ttl
+        return _absent
 
     def _absent(self, knob: KnobRef) -> str:
         return (

@@ -125,14 +125,23 @@ class SimMetricSource:
             for name, defs in self._series.items()
             for i, definition in enumerate(defs)
         }
-        self._columns = {key: column for column, key in enumerate(self._windows)}
+        columns = {key: column for column, key in enumerate(self._windows)}
         # Answers list samples sorted by labels, as Prometheus does; the windows and noise
         # columns keep the catalogue's order, so a seed gives the same noise per series.
-        self._answer_order = {
-            name: tuple(sorted(range(len(defs)), key=lambda index: defs[index].labels))
+        self._answer_plans: dict[str, tuple[tuple[Labels, _Window, int], ...]] = {
+            name: tuple(
+                (defs[index].labels, self._windows[(name, index)], columns[(name, index)])
+                for index in sorted(range(len(defs)), key=lambda index: defs[index].labels)
+            )
             for name, defs in self._series.items()
         }
-        self._step = -1
+        # Per window: the window and the signals it records, in the catalogue's order.
+        self._inputs = tuple(
+            (window, definition.signal, definition.weight)
+            for (name, index), window in self._windows.items()
+            for definition in [self._series[name][index]]
+        )
+        self._noise_row: list[float] = []
 
     @property
     def series_count(self) -> int:
@@ -140,11 +149,9 @@ class SimMetricSource:
 
     def observe(self, step: int, signals: Mapping[str, float]) -> None:
         """Record one model step's signals into every series' window."""
-        self._step = step
-        for (name, index), window in self._windows.items():
-            definition = self._series[name][index]
-            weight = signals[definition.weight] if definition.weight else 1.0
-            window.push(signals[definition.signal], weight)
+        self._noise_row = self._noise[step % len(self._noise)].tolist()
+        for window, signal, weight in self._inputs:
+            window.push(signals[signal], signals[weight] if weight else 1.0)
 
     def _outage(self, name: str, at: float) -> Fault | None:
         for fault in self._outages:
@@ -153,29 +160,26 @@ class SimMetricSource:
         return None
 
     def fetch(self, queries: Sequence[MetricQuery], at: float) -> Mapping[str, MetricAnswer]:
-        answers: dict[str, MetricAnswer] = {}
-        for query in queries:
-            answers[query.name] = self._answer(query.name, at)
-        return answers
+        return {query.name: self._answer(query.name, at) for query in queries}
 
     def _answer(self, name: str, at: float) -> MetricAnswer:
-        defs = self._series.get(name)
-        if defs is None:
+        plan = self._answer_plans.get(name)
+        if plan is None:
             known = ", ".join(sorted(self._series))
             return NoData(f"the simulated system exposes no metric {name!r} (it has: {known})")
-        if self._outage(name, at) is not None:
+        if self._outages and self._outage(name, at) is not None:
             return NoData("metric outage (simulated): the query returned no data")
+        noise = self._noise_row
+        relative_noise = self._relative_noise
         points: list[tuple[Labels, float, float]] = []
-        for index in self._answer_order[name]:
-            definition = defs[index]
-            mean = self._windows[(name, index)].mean()
+        for labels, window, column in plan:
+            mean = window.mean()
             if mean is None:
                 continue
             if math.isnan(mean):
-                points.append((definition.labels, at, mean))
+                points.append((labels, at, mean))
                 continue
-            z = float(self._noise[self._step % len(self._noise), self._columns[(name, index)]])
-            points.append((definition.labels, at, max(0.0, mean * (1.0 + self._relative_noise * z))))
+            points.append((labels, at, max(0.0, mean * (1.0 + relative_noise * noise[column]))))
         # Samples carry the tick's time, so none is ever stale here.
         answer, _ = answer_from(points, at, math.inf)
         return answer
