@@ -10,17 +10,26 @@ modelled system and the decision engine. Measured with time.perf_counter around 
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 from autotuner.config.loader import load_rules
+from autotuner.core import engine
 from autotuner.sim.cache import cache_tables
 from autotuner.sim.runner import Policy, run
 from autotuner.sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_description() -> str:
+    compiled = engine.__file__ is not None and not engine.__file__.endswith(".py")
+    if compiled:
+        return "the decision core and the model compiled with mypyc (`make native`)"
+    return "interpreted from their sources (`make native` compiles them)"
 
 
 def main() -> int:
@@ -33,6 +42,7 @@ def main() -> int:
     ticks = int(simulated / scenario.settings.tick)
     print(f"scenario {scenario.name}: {simulated / 86400:.1f} simulated days, {ticks} ticks")
     print(f"python {platform.python_version()} on {platform.machine()}, one process")
+    print(f"modules: {build_description()}; load average {os.getloadavg()[0]:.2f} at the start")
     for policy in (Policy.RULES, Policy.STATIC):
         started = time.perf_counter()
         run(scenario, policy, ruleset)
