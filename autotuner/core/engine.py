@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from autotuner.core import policies
@@ -239,7 +239,7 @@ class _Evaluator:
         if previous.phase is Phase.PENDING or (
             previous.phase is Phase.FIRING and resolve and not kept
         ):
-            previous = replace(previous, phase=Phase.INACTIVE, active_since=None)
+            previous = previous._replace(phase=Phase.INACTIVE, active_since=None)
         self.keep(key, previous)
         self.evaluations.append(Evaluation(rule.name, labels, previous.phase, None, reason, knob))
         if knob is None:
@@ -612,7 +612,7 @@ def evaluate(
     for key, target in state.targets.items():
         owner = evaluator.rules_by_name.get(key[0])
         if owner is not None and not owner.enabled and target.last_action is not None:
-            evaluator.keep(key, replace(target, phase=Phase.INACTIVE, active_since=None))
+            evaluator.keep(key, target._replace(phase=Phase.INACTIVE, active_since=None))
     recommendations = evaluator.resolve()
     new_state = EngineState(
         targets=evaluator.targets,
@@ -641,13 +641,13 @@ def record_outcomes(state: EngineState, results: Iterable[tuple[Decision, Outcom
     for decision, outcome in done:
         key = (decision.rule, decision.labels)
         target = targets.get(key, INITIAL_TARGET)
-        targets[key] = replace(target, last_action=decision.time, knob=decision.knob.id)
+        targets[key] = target._replace(last_action=decision.time, knob=decision.knob.id)
         if outcome.status is OutcomeStatus.APPLIED:
             old = outcome.old if outcome.old is not None else decision.current
             new = outcome.new if outcome.new is not None else decision.final
             if old is not None and new is not None:
                 knob_state = knobs.get(decision.knob.id, KnobState())
-                knobs[decision.knob.id] = replace(
-                    knob_state, changes=(*knob_state.changes, (decision.time, new - old))
+                knobs[decision.knob.id] = knob_state._replace(
+                    changes=(*knob_state.changes, (decision.time, new - old))
                 )
     return EngineState(targets=targets, knobs=knobs, rule_knobs=state.rule_knobs)

@@ -1,14 +1,16 @@
 """The engine's memory between ticks, as plain data that round-trips exactly through JSON.
 
 The daemon saves it every cycle and restores it on start, so that a restart neither forgets a
-cooldown nor loses a pending timer or a stabilization window.
+cooldown nor loses a pending timer or a stabilization window. The per-target and per-knob
+records are named tuples, as the per-tick records of `autotuner.core.model` are: the engine
+builds them every tick.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from autotuner.core.model import Labels, Phase
 
@@ -17,8 +19,7 @@ STATE_FORMAT = 1
 TargetKey = tuple[str, Labels]  # (rule name, series labels)
 
 
-@dataclass(frozen=True, slots=True)
-class TargetState:
+class TargetState(NamedTuple):
     phase: Phase = Phase.INACTIVE
     active_since: float | None = None  # when the condition started to hold (pending start)
     last_true: float | None = None  # the last tick the condition held (for keep_firing_for)
@@ -65,8 +66,7 @@ def with_recommendation(recommendations: TimedValues, now: float, value: float) 
     return (*recommendations, (now, value))
 
 
-@dataclass(frozen=True, slots=True)
-class KnobState:
+class KnobState(NamedTuple):
     # (time, recommended value) for stabilization windows, a run of one value at its latest time.
     recommendations: TimedValues = ()
     # (time, applied change) of past changes, for rate limits.
