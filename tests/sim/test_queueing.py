@@ -53,3 +53,29 @@ def test_waiting_quantile_and_mean() -> None:
     assert wait_quantile(3.0, 1.0, 4, 0.95) == pytest.approx(expected)
     assert mean_wait(3.0, 1.0, 4) == pytest.approx(wait_probability / 1.0)
     assert mean_wait(5.0, 1.0, 4) == math.inf
+
+
+def recursion_step_by_step(servers: int, load: float) -> float:
+    """Erlang B by its recursion alone, stopping once 1/B(k) > 1e15 past k = a."""
+    inverse = 1.0
+    for k in range(1, servers + 1):
+        inverse = 1.0 + inverse * k / load
+        if inverse > 1e15 and k > load:
+            return 0.0
+    return 1.0 / inverse
+
+
+@pytest.mark.parametrize("servers", [1, 2, 10, 17, 40, 64, 160, 320, 1500])
+def test_erlang_b_equals_its_recursion_also_where_a_bound_skips_it(servers: int) -> None:
+    loads = [servers * share for share in (1e-4, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0, 1.3)]
+    # And around the load where the recursion starts answering 0, found by bisection.
+    low, high = 1e-9, float(servers)
+    for _ in range(100):
+        middle = 0.5 * (low + high)
+        if recursion_step_by_step(servers, middle) == 0.0:
+            low = middle
+        else:
+            high = middle
+    loads += [low * (1.0 + d) for d in (-1e-3, -1e-9, 0.0, 1e-9, 1e-3)] + [high]
+    for load in loads:
+        assert erlang_b(servers, load) == recursion_step_by_step(servers, load)
