@@ -26,6 +26,7 @@ import bisect
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 
@@ -61,26 +62,47 @@ def zipf_popularity(keys: int, exponent: float) -> np.ndarray:
 class LogTable:
     """A monotone function tabulated on a log grid, read by linear interpolation in log x."""
 
-    __slots__ = ("_high", "_log_x", "_low", "_y")
+    __slots__ = ("_first_x", "_high", "_log_x", "_low", "_rises", "_spans", "_y")
 
     def __init__(self, xs: np.ndarray, ys: np.ndarray) -> None:
         self._log_x = [float(v) for v in np.log(xs)]
         self._y = [float(v) for v in ys]
         self._low = self._log_x[0]
         self._high = self._log_x[-1]
+        self._first_x = math.exp(self._low)
+        # Per grid interval: its width in log x, and how much y rises across it.
+        self._spans = [b - a for a, b in pairwise(self._log_x)]
+        self._rises = [b - a for a, b in pairwise(self._y)]
 
     def __call__(self, x: float) -> float:
         if x <= 0:
             return 0.0
         log_x = math.log(x)
         if log_x <= self._low:
-            return self._y[0] * x / math.exp(self._low)
+            return self._y[0] * x / self._first_x
         if log_x >= self._high:
             return self._y[-1]
-        index = bisect.bisect_right(self._log_x, log_x)
-        x0, x1 = self._log_x[index - 1], self._log_x[index]
-        y0, y1 = self._y[index - 1], self._y[index]
-        return y0 + (y1 - y0) * (log_x - x0) / (x1 - x0)
+        index = bisect.bisect_right(self._log_x, log_x) - 1
+        return (
+            self._y[index] + self._rises[index] * (log_x - self._log_x[index]) / self._spans[index]
+        )
+
+    def read_with(self, other: LogTable, x: float) -> tuple[float, float]:
+        """This table and `other`, tabulated on the same grid, at x: one search serves both."""
+        if x <= 0:
+            return 0.0, 0.0
+        log_x = math.log(x)
+        if log_x <= self._low:
+            return self._y[0] * x / self._first_x, other._y[0] * x / self._first_x
+        if log_x >= self._high:
+            return self._y[-1], other._y[-1]
+        index = bisect.bisect_right(self._log_x, log_x) - 1
+        offset = log_x - self._log_x[index]
+        span = self._spans[index]
+        return (
+            self._y[index] + self._rises[index] * offset / span,
+            other._y[index] + other._rises[index] * offset / span,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +137,17 @@ def stale_share(ttl: float, update_interval: float) -> float:
     return (ttl - update_interval) / ttl
 
 
-@dataclass(frozen=True, slots=True)
-class CacheReading:
-    hit_rate: float
-    stale_share: float
-    memory_bytes: float
-    misses_per_second: float
-    effective_ttl: float
-
-
 class CacheState:
     """One class's evolving state: the effective TTL and the requests since the last flush."""
 
-    __slots__ = ("effective_ttl", "requests_since_flush", "spec", "tables", "target_ttl")
+    __slots__ = (
+        "_stale_share",
+        "effective_ttl",
+        "requests_since_flush",
+        "spec",
+        "tables",
+        "target_ttl",
+    )
 
     def __init__(self, spec: CacheClass) -> None:
         self.spec = spec
@@ -135,6 +155,8 @@ class CacheState:
         self.target_ttl = spec.ttl
         self.effective_ttl = spec.ttl
         self.requests_since_flush = math.inf
+        # A function of the effective TTL alone, so recomputed only when that moves.
+        self._stale_share = stale_share(spec.ttl, spec.update_interval)
 
     def set_ttl(self, ttl: float) -> None:
         self.target_ttl = max(0.0, ttl)
@@ -142,8 +164,12 @@ class CacheState:
     def flush(self) -> None:
         self.requests_since_flush = 0.0
 
-    def step(self, class_rps: float, dt: float) -> CacheReading:
-        """Advance `dt` seconds at `class_rps` requests per second to this class."""
+    def step(self, class_rps: float, dt: float) -> tuple[float, float, float, float]:
+        """Advance `dt` seconds at `class_rps` requests per second to this class.
+
+        Returns the step's hit rate, stale share of hits, memory held (bytes) and misses per
+        second; the effective TTL is `effective_ttl`.
+        """
         if self.effective_ttl != self.target_ttl:
             time_constant = max(self.effective_ttl, dt)
             self.effective_ttl += (self.target_ttl - self.effective_ttl) * (
@@ -151,16 +177,14 @@ class CacheState:
             )
             if abs(self.effective_ttl - self.target_ttl) < 1e-3:
                 self.effective_ttl = self.target_ttl
+            self._stale_share = stale_share(self.effective_ttl, self.spec.update_interval)
         self.requests_since_flush += class_rps * dt
-        x = class_rps * self.effective_ttl
+        tables = self.tables
         since_flush = self.requests_since_flush
-        warm = 1.0 if math.isinf(since_flush) else self.tables.touched_share(since_flush)
-        hit_rate = self.tables.hit_rate(x) * warm
-        memory = self.tables.keys_held(x) * warm * self.spec.object_bytes
-        return CacheReading(
-            hit_rate=hit_rate,
-            stale_share=stale_share(self.effective_ttl, self.spec.update_interval),
-            memory_bytes=memory,
-            misses_per_second=class_rps * (1.0 - hit_rate),
-            effective_ttl=self.effective_ttl,
+        warm = 1.0 if math.isinf(since_flush) else tables.touched_share(since_flush)
+        hit_rate_when_warm, keys_held_when_warm = tables.hit_rate.read_with(
+            tables.keys_held, class_rps * self.effective_ttl
         )
+        hit_rate = hit_rate_when_warm * warm
+        memory_bytes = keys_held_when_warm * warm * self.spec.object_bytes
+        return hit_rate, self._stale_share, memory_bytes, class_rps * (1.0 - hit_rate)

@@ -101,18 +101,27 @@ class System:
         self.ml_backlog = 0.0
         self.pool_backlog = 0.0
         self.last_step = -1.0
-        self._span_faults = tuple(f for f in faults if f.kind in _SPAN_EFFECTS)
+        self._slow_database = tuple(f for f in faults if f.kind is FaultKind.SLOW_DATABASE)
+        self._slow_deploy = tuple(f for f in faults if f.kind is FaultKind.SLOW_DEPLOY)
         self._instant_faults = tuple(f for f in faults if f.kind not in _SPAN_EFFECTS)
+        # Per cache class: its state, its share of requests, and its signals' names, so that a
+        # step does not format them again.
+        self._cache_signals = tuple(
+            (
+                cache,
+                cache.spec.share,
+                f"hit:{name}",
+                f"stale:{name}",
+                f"ttl:{name}",
+                f"ttl_target:{name}",
+                f"memory:{name}",
+                f"requests:{name}",
+            )
+            for name, cache in self.caches.items()
+        )
 
     def deployment(self, name: str) -> Deployment | None:
         return {"api": self.api, "ml": self.ml}.get(name)
-
-    def _factor(self, kind: FaultKind, now: float) -> float:
-        factor = 1.0
-        for fault in self._span_faults:
-            if fault.kind is kind and fault.active(now):
-                factor *= fault.factor
-        return factor
 
     def _fire_instant_faults(self, now: float) -> None:
         for fault in self._instant_faults:
@@ -137,16 +146,16 @@ class System:
         signals: dict[str, float] = {"load_rps": rps}
 
         misses = 0.0
-        for name, cache in self.caches.items():
-            class_rps = rps * cache.spec.share
-            reading = cache.step(class_rps, dt)
-            misses += reading.misses_per_second
-            signals[f"hit:{name}"] = reading.hit_rate
-            signals[f"stale:{name}"] = reading.stale_share
-            signals[f"ttl:{name}"] = reading.effective_ttl
-            signals[f"ttl_target:{name}"] = cache.target_ttl
-            signals[f"memory:{name}"] = reading.memory_bytes
-            signals[f"requests:{name}"] = class_rps
+        for cache, share, hit, stale, ttl, ttl_target, memory, requests in self._cache_signals:
+            class_rps = rps * share
+            hit_rate, stale_share, memory_bytes, misses_per_second = cache.step(class_rps, dt)
+            misses += misses_per_second
+            signals[hit] = hit_rate
+            signals[stale] = stale_share
+            signals[ttl] = cache.effective_ttl
+            signals[ttl_target] = cache.target_ttl
+            signals[memory] = memory_bytes
+            signals[requests] = class_rps
 
         database = spec.database
         query_rate = rps * database.queries_per_request + misses * database.queries_per_miss
@@ -155,53 +164,62 @@ class System:
             query_rate,
             self.api.ready,
             self.pool_size,
-            self._factor(FaultKind.SLOW_DATABASE, now),
+            _factor(self._slow_database, now),
             self.pool_backlog,
             dt,
         )
         self.pool_backlog = pool.backlog
 
         ml_rps = rps * spec.ml.share
-        ml = ml_step(spec.ml, ml_rps, self.ml.ready, self.batch_size, self.ml_backlog, dt)
-        self.ml_backlog = ml.backlog
+        ml_p95, ml_mean, ml_utilisation, self.ml_backlog, _ = ml_step(
+            spec.ml, ml_rps, self.ml.ready, self.batch_size, self.ml_backlog, dt
+        )
 
         queries_per_request = query_rate / rps if rps > 0 else 0.0
-        downstream = queries_per_request * (pool.wait + pool.query_seconds) + spec.ml.share * ml.mean
-        api = api_step(
+        downstream = (
+            queries_per_request * (pool.wait + pool.query_seconds) + spec.ml.share * ml_mean
+        )
+        api_p95, api_mean, api_utilisation, self.api_backlog, api_dropped = api_step(
             spec.api,
             rps,
             self.api.ready,
-            spec.api.cpu_seconds * self._factor(FaultKind.SLOW_DEPLOY, now),
+            spec.api.cpu_seconds * _factor(self._slow_deploy, now),
             downstream,
             self.api_backlog,
             dt,
         )
-        self.api_backlog = api.backlog
 
-        signals.update(
-            api_p95=api.p95,
-            api_mean=api.mean,
-            api_utilisation=api.utilisation,
-            api_dropped=api.dropped,
-            api_ready=float(self.api.ready),
-            api_replicas=float(self.api.desired),
-            ml_p95=ml.p95,
-            ml_rps=ml_rps,
-            ml_utilisation=ml.utilisation,
-            ml_ready=float(self.ml.ready),
-            ml_replicas=float(self.ml.desired),
-            ml_batch=float(self.batch_size),
-            pool_size=float(self.pool_size),
-            pool_usage=pool.usage,
-            pool_wait=pool.wait,
-            query_seconds=pool.query_seconds,
-            query_rate=query_rate,
-            connections=float(self.api.desired * self.pool_size),
-            over_budget=1.0
-            if self.api.desired * self.pool_size > database.max_connections
-            else 0.0,
-        )
+        api_replicas = self.api.desired
+        connections = api_replicas * self.pool_size
+        signals["api_p95"] = api_p95
+        signals["api_mean"] = api_mean
+        signals["api_utilisation"] = api_utilisation
+        signals["api_dropped"] = api_dropped
+        signals["api_ready"] = float(self.api.ready)
+        signals["api_replicas"] = float(api_replicas)
+        signals["ml_p95"] = ml_p95
+        signals["ml_rps"] = ml_rps
+        signals["ml_utilisation"] = ml_utilisation
+        signals["ml_ready"] = float(self.ml.ready)
+        signals["ml_replicas"] = float(self.ml.desired)
+        signals["ml_batch"] = float(self.batch_size)
+        signals["pool_size"] = float(self.pool_size)
+        signals["pool_usage"] = pool.usage
+        signals["pool_wait"] = pool.wait
+        signals["query_seconds"] = pool.query_seconds
+        signals["query_rate"] = query_rate
+        signals["connections"] = float(connections)
+        signals["over_budget"] = 1.0 if connections > database.max_connections else 0.0
         return signals
+
+
+def _factor(faults: tuple[Fault, ...], now: float) -> float:
+    """The product of the factors of those `faults` in effect at `now` (1.0 when none is)."""
+    factor = 1.0
+    for fault in faults:
+        if fault.active(now):
+            factor *= fault.factor
+    return factor
 
 
 _SPAN_EFFECTS = frozenset({FaultKind.SLOW_DATABASE, FaultKind.SLOW_DEPLOY, FaultKind.METRIC_OUTAGE})

@@ -46,15 +46,16 @@ def test_stale_share_grows_with_the_ttl_beyond_the_update_interval() -> None:
 
 def test_a_ttl_change_acts_gradually_and_a_flush_empties_the_cache() -> None:
     cache = CacheState(CacheClass("c", ttl=600.0, keys=2000, share=1.0))
-    before = cache.step(20.0, 15.0)
+    hit_rate_before, _, memory_before, _ = cache.step(20.0, 15.0)
+    ttl_before = cache.effective_ttl
     cache.set_ttl(2400.0)
-    first = cache.step(20.0, 15.0)
-    assert before.effective_ttl < first.effective_ttl < 700.0
+    cache.step(20.0, 15.0)
+    assert ttl_before < cache.effective_ttl < 700.0
     for _ in range(1200):
-        last = cache.step(20.0, 15.0)
-    assert last.effective_ttl == pytest.approx(2400.0, rel=0.01)
-    assert last.hit_rate > before.hit_rate
-    assert last.memory_bytes > before.memory_bytes
+        hit_rate, _, memory, _ = cache.step(20.0, 15.0)
+    assert cache.effective_ttl == pytest.approx(2400.0, rel=0.01)
+    assert hit_rate > hit_rate_before
+    assert memory > memory_before
     cache.flush()
-    flushed = cache.step(20.0, 15.0)
-    assert flushed.hit_rate < 0.5 * last.hit_rate
+    hit_rate_flushed, _, _, _ = cache.step(20.0, 15.0)
+    assert hit_rate_flushed < 0.5 * hit_rate
