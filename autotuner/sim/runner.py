@@ -8,6 +8,7 @@ the API and ML deployments, for comparison; `static` never changes anything.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -140,15 +141,17 @@ def run(
     else:
         controller = StaticController()
 
-    recorded: dict[str, FloatArray] = {}
+    # Every step's signals, one step after another (the system names the same signals in the
+    # same order each step), split into one array per signal at the end.
+    names: list[str] = []
+    rows = array("d")
     report_every = max(1, len(times) // 100)
     dt = settings.tick
-    for step, now in enumerate(times.tolist()):
-        signals = system.step(now, float(load[step]), dt)
-        if not recorded:
-            recorded = {name: np.empty(len(times)) for name in signals}
-        for name, value in signals.items():
-            recorded[name][step] = value
+    for step, (now, rps) in enumerate(zip(times.tolist(), load.tolist(), strict=True)):
+        signals = system.step(now, rps, dt)
+        if not names:
+            names = list(signals)
+        rows.extend(signals.values())
         source.observe(step, signals)
         actuator.now = now
         controller.control(now)
@@ -156,6 +159,8 @@ def run(
             progress(step / len(times))
     if progress is not None:
         progress(1.0)
+    by_step = np.frombuffer(rows, dtype=np.float64).reshape(len(times), len(names))
+    recorded: dict[str, FloatArray] = dict(zip(names, by_step.T.copy(), strict=True))
     return RunResult(
         scenario=scenario.name,
         policy=policy,
