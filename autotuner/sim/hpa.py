@@ -128,9 +128,7 @@ class HorizontalPodAutoscaler:
         stabilized = min(stabilized, down_recommendation)
         # Keep what either window may still need; older recommendations are spent.
         oldest_needed = min(up_cutoff, down_cutoff)
-        self.state.recommendations = [
-            r for r in self.state.recommendations if r[0] > oldest_needed
-        ]
+        self.state.recommendations = [r for r in self.state.recommendations if r[0] > oldest_needed]
         self.state.recommendations.append((now, desired))
         return stabilized
 

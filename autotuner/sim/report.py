@@ -37,7 +37,11 @@ def flaps(changes: Sequence[AppliedChange], window: float = FLAP_WINDOW) -> dict
     for change in changes:
         direction = 1 if change.new > change.old else -1
         previous = last.get(change.knob)
-        if previous is not None and previous[1] != direction and change.time - previous[0] <= window:
+        if (
+            previous is not None
+            and previous[1] != direction
+            and change.time - previous[0] <= window
+        ):
             counts[change.knob] = counts.get(change.knob, 0) + 1
         last[change.knob] = (change.time, direction)
     return counts
@@ -93,7 +97,9 @@ def build_report(scenario: Scenario, result: RunResult) -> Report:
         caches[name] = {
             "mean_ttl_seconds": _round(float(s[f"ttl_target:{name}"].mean())),
             "hit_rate": _round(float(hits.sum()) / served if served else 0.0),
-            "stale_hit_share": _round(float(stale.sum()) / float(hits.sum()) if hits.sum() else 0.0),
+            "stale_hit_share": _round(
+                float(stale.sum()) / float(hits.sum()) if hits.sum() else 0.0
+            ),
             "mean_memory_mb": _round(float(s[f"memory:{name}"].mean()) / 1e6),
         }
     knob_flaps = flaps(result.changes)
