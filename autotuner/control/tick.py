@@ -8,7 +8,7 @@ outcome -> state with the outcomes folded in.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from autotuner.control.ports import Actuator, AuditStore, MetricSource
 from autotuner.core.engine import evaluate, knobs_to_read, record_outcomes
@@ -107,7 +107,7 @@ def _act_recorded(
         store.record_outcome(intent, outcome)
     except Exception as error:
         # The change happened; its record stays visibly unfinished and the outcome says why.
-        return replace(outcome, extra={**outcome.extra, "audit": f"outcome not recorded: {error}"})
+        return outcome._replace(extra={**outcome.extra, "audit": f"outcome not recorded: {error}"})
     return outcome
 
 

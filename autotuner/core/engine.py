@@ -14,6 +14,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import NamedTuple
 
 from autotuner.core import policies
@@ -77,6 +78,9 @@ class _Proposal(NamedTuple):
 
 def _answer(answers: Mapping[str, MetricAnswer], metric: str) -> MetricAnswer:
     return answers.get(metric) or NoData(f"metric {metric!r} was not fetched")
+
+
+_ORDER = attrgetter("order")
 
 
 def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> tuple[KnobRef, ...]:
@@ -352,17 +356,11 @@ class _Evaluator:
         steps = [policies.bounds(action, current, proposed, direction)]
         bounded = steps[0].after
         knob_state = self.state.knobs.get(knob.id)
-        optional = (
-            policies.rate_limit(
-                action,
-                current,
-                bounded,
-                direction,
-                knob_state.changes if knob_state else (),
-                self.now,
-            ),
+        limited = policies.rate_limit(
+            action, current, bounded, direction, knob_state.changes if knob_state else (), self.now
         )
-        steps.extend(step for step in optional if step is not None)
+        if limited is not None:
+            steps.append(limited)
         stabilized = policies.stabilize(
             action,
             current,
@@ -403,7 +401,8 @@ class _Evaluator:
         planned: dict[KnobRef, float] = {}
         recommendations: dict[KnobRef, float] = {}
         for knob in sorted(self.proposals):
-            ordered = sorted(self.proposals[knob], key=lambda p: p.order)
+            proposals = self.proposals[knob]
+            ordered = proposals if len(proposals) == 1 else sorted(proposals, key=_ORDER)
             current = ordered[0].current
             ups = [p for p in ordered if p.after_rule > p.current]
             downs = [p for p in ordered if p.after_rule < p.current]

@@ -1,9 +1,10 @@
 """The data the decision core speaks: readings in, knob values in, decisions out.
 
 Everything here is immutable (a frozen dataclass, a named tuple or a plain alias), so it can be
-compared, hashed, logged and serialised without surprises. The records made for every series of
-every tick (`Sample`, `Series`, `KnobValue`, `Evaluation`, `PolicyStep`) are named tuples: they build several
-times faster than frozen dataclasses, which set each field through `object.__setattr__`.
+compared, hashed, logged and serialised without surprises. The records made for every series
+or decision of every tick (`Sample`, `Series`, `KnobValue`, `Evaluation`, `PolicyStep`,
+`Decision`, `Outcome`) are named tuples: they build several times faster than frozen
+dataclasses, which set each field through `object.__setattr__`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 from typing import NamedTuple
 
 # A series' label set as sorted (name, value) pairs: hashable, ordered, comparable.
@@ -172,8 +174,7 @@ class PolicyStep(NamedTuple):
         return self.after != self.before
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What the engine decided for one rule target on one knob at one tick, with the reason."""
 
     time: float
@@ -219,6 +220,10 @@ class Evaluation(NamedTuple):
     knob: KnobRef | None = None
 
 
+# An outcome's `extra` when it has none: one shared mapping, read-only so it stays empty.
+NO_EXTRA: Mapping[str, str] = MappingProxyType({})
+
+
 class OutcomeStatus(StrEnum):
     APPLIED = "applied"
     DRY_RUN = "dry_run"
@@ -226,15 +231,14 @@ class OutcomeStatus(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What happened when a decision was carried out. Adapters return these, never raise."""
 
     status: OutcomeStatus
     detail: str = ""
     old: float | None = None
     new: float | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = NO_EXTRA
 
     @property
     def changed(self) -> bool:
