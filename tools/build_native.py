@@ -35,6 +35,7 @@ NATIVE_MODULES = (
     "autotuner/sim/ml.py",
     "autotuner/sim/pool.py",
     "autotuner/sim/queueing.py",
+    "autotuner/sim/runner.py",
     "autotuner/sim/service.py",
     "autotuner/sim/system.py",
 )

@@ -81,6 +81,8 @@ def _answer(answers: Mapping[str, MetricAnswer], metric: str) -> MetricAnswer:
 
 
 _ORDER = attrgetter("order")
+# KnobRef's own order, as a key: cheaper than its generated comparisons.
+_KNOB_ORDER = attrgetter("kind", "name", "namespace", "field")
 
 
 def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> tuple[KnobRef, ...]:
@@ -109,12 +111,12 @@ def _describe(rule: Rule, value: float | None) -> str:
     above = condition.comparison is Comparison.ABOVE
     sign = ">" if above else "<"
     if condition.starts(value):
-        return f"{rule.metric} {shown} {sign} {policies.fmt(condition.threshold)}"
+        return f"{rule.metric} {shown} {sign} {condition.threshold:g}"
     # Firing inside the hysteresis band: past the clear threshold, not the firing one.
     side = "above" if above else "below"
     return (
         f"{rule.metric} {shown} is still {side} the clear threshold "
-        f"{policies.fmt(condition.clear)} (fired {side} {policies.fmt(condition.threshold)})"
+        f"{condition.clear:g} (fired {side} {condition.threshold:g})"
     )
 
 
@@ -400,7 +402,7 @@ class _Evaluator:
         """
         planned: dict[KnobRef, float] = {}
         recommendations: dict[KnobRef, float] = {}
-        for knob in sorted(self.proposals):
+        for knob in sorted(self.proposals, key=_KNOB_ORDER):
             proposals = self.proposals[knob]
             ordered = proposals if len(proposals) == 1 else sorted(proposals, key=_ORDER)
             current = ordered[0].current
@@ -417,7 +419,7 @@ class _Evaluator:
                                 "conflict",
                                 proposal.after_rule,
                                 proposal.current,
-                                f"rule {winner.rule.name} asks for {policies.fmt(winner.after_rule)}",
+                                f"rule {winner.rule.name} asks for {winner.after_rule:g}",
                             ),
                         )
                     self.finish(proposal, steps, proposal.current)
@@ -475,17 +477,17 @@ class _Evaluator:
             "budget",
             value,
             limited,
-            f"budget {budget.name}: {policies.fmt(usage)} of {policies.fmt(budget.limit)} used",
+            f"budget {budget.name}: {usage:g} of {budget.limit:g} used",
         )
 
     def finish(self, proposal: _Proposal, steps: tuple[PolicyStep, ...], final: float) -> None:
         verdict = Verdict.CHANGE if final != proposal.current else Verdict.HOLD
         rule = proposal.rule
         if verdict is Verdict.CHANGE:
-            why = f"{proposal.knob.id} {policies.fmt(proposal.current)} -> {policies.fmt(final)}"
+            why = f"{proposal.knob.id} {proposal.current:g} -> {final:g}"
         else:
             limiting = [s for s in steps if s.limited]
-            why = f"{proposal.knob.id} stays {policies.fmt(proposal.current)}" + (
+            why = f"{proposal.knob.id} stays {proposal.current:g}" + (
                 f": {limiting[-1].policy} ({limiting[-1].note})" if limiting else ""
             )
         self.decisions.append(

@@ -73,7 +73,7 @@ def rate_limit(
         chosen = min(limits) if action.select is SelectPolicy.MAX else max(limits)
         limited = min(current, max(value, chosen))
     return PolicyStep(
-        "rate_limit", value, limited, f"{action.select.value} of policies allows {fmt(chosen)}"
+        "rate_limit", value, limited, f"{action.select.value} of policies allows {chosen:g}"
     )
 
 
@@ -98,11 +98,11 @@ def stabilize(
     if direction is Direction.DOWN:
         highest = max(recent)
         stabilized = min(current, highest)
-        note = f"highest recommendation of the last {fmt(window)}s is {fmt(highest)}"
+        note = f"highest recommendation of the last {window:g}s is {highest:g}"
     else:
         lowest = min(recent)
         stabilized = max(current, lowest)
-        note = f"lowest recommendation of the last {fmt(window)}s is {fmt(lowest)}"
+        note = f"lowest recommendation of the last {window:g}s is {lowest:g}"
     return PolicyStep("stabilization", value, stabilized, note)
 
 
@@ -114,9 +114,7 @@ def cooldown(
     remaining = last_action + cooldown_seconds - now
     if remaining <= 0:
         return None
-    return PolicyStep(
-        "cooldown", value, current, f"in cooldown for {fmt(round(remaining, 3))}s more"
-    )
+    return PolicyStep("cooldown", value, current, f"in cooldown for {round(remaining, 3):g}s more")
 
 
 def budget_headroom(budget: Budget, knob: KnobRef, values: Mapping[KnobRef, float]) -> float:

@@ -6,7 +6,6 @@ Durations are seconds, thresholds plain floats; nothing here knows about YAML.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 from collections.abc import Mapping
@@ -269,41 +268,41 @@ class Budget:
 DEFAULT_MAX_SAMPLE_AGE = 300.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleSet:
-    # Not slotted: the derived views below are computed once per rule set, not once per tick.
     metrics: tuple[MetricQuery, ...]
     rules: tuple[Rule, ...]
     budgets: tuple[Budget, ...] = ()
     max_sample_age: float = DEFAULT_MAX_SAMPLE_AGE
     files: tuple[str, ...] = field(default=())
+    # Derived once per rule set, not once per tick (and not properties: compiled by mypyc, a
+    # cached_property would be computed at every access).
+    active_rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False)
+    rules_by_name: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
+    # The metrics that enabled rules use: the only ones worth fetching.
+    queries: tuple[MetricQuery, ...] = field(init=False, repr=False, compare=False)
+    # How far back any stabilization window looks.
+    longest_window: float = field(init=False, repr=False, compare=False)
+    # How far back any rate limit counts changes.
+    longest_rate_period: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        active = tuple(rule for rule in self.rules if rule.enabled)
+        used = {rule.metric for rule in active}
+        derived = {
+            "active_rules": active,
+            "rules_by_name": {rule.name: rule for rule in self.rules},
+            "queries": tuple(query for query in self.metrics if query.name in used),
+            "longest_window": max((r.action.stabilization_window for r in self.rules), default=0.0),
+            "longest_rate_period": max(
+                (p.period for r in self.rules for p in r.action.rate_limits), default=0.0
+            ),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     def metric(self, name: str) -> MetricQuery:
         for query in self.metrics:
             if query.name == name:
                 return query
         raise KeyError(name)
-
-    @functools.cached_property
-    def active_rules(self) -> tuple[Rule, ...]:
-        return tuple(rule for rule in self.rules if rule.enabled)
-
-    @functools.cached_property
-    def rules_by_name(self) -> Mapping[str, Rule]:
-        return {rule.name: rule for rule in self.rules}
-
-    @functools.cached_property
-    def queries(self) -> tuple[MetricQuery, ...]:
-        """The metrics that enabled rules use: the only ones worth fetching."""
-        used = {rule.metric for rule in self.active_rules}
-        return tuple(query for query in self.metrics if query.name in used)
-
-    @functools.cached_property
-    def longest_window(self) -> float:
-        """How far back any stabilization window looks."""
-        return max((r.action.stabilization_window for r in self.rules), default=0.0)
-
-    @functools.cached_property
-    def longest_rate_period(self) -> float:
-        """How far back any rate limit counts changes."""
-        return max((p.period for r in self.rules for p in r.action.rate_limits), default=0.0)
