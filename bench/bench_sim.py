@@ -3,15 +3,19 @@
 Runs sim/scenarios/worldcup98.yaml (the 21-day WorldCup98 trace, 15 s tick, 120,960 ticks) with
 the shipped rules, and again with the `static` policy to show how the time splits between the
 modelled system and the decision engine. Measured with time.perf_counter around `run` only
-(rule loading and scenario parsing excluded; the cache tables are built before timing).
+(rule loading and scenario parsing excluded; the cache tables are built before timing), three
+runs per policy: each run is printed, then the median and the best (the run least disturbed by
+other work on the machine, as timeit reports).
 
-    python bench/bench_sim.py [SCENARIO]
+    python bench/bench_sim.py [SCENARIO] [--runs N]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,6 +27,7 @@ from autotuner.sim.runner import Policy, run
 from autotuner.sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SCENARIO = ROOT / "sim/scenarios/worldcup98.yaml"
 
 
 def build_description() -> str:
@@ -33,8 +38,11 @@ def build_description() -> str:
 
 
 def main() -> int:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "sim/scenarios/worldcup98.yaml"
-    scenario = load_scenario(path)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", nargs="?", type=Path, default=DEFAULT_SCENARIO)
+    parser.add_argument("--runs", type=int, default=3, help="runs per policy (default 3)")
+    args = parser.parse_args()
+    scenario = load_scenario(args.scenario)
     ruleset = load_rules(scenario.rule_paths)
     for cache in scenario.system.caches:
         cache_tables(cache.keys, cache.zipf)
@@ -44,15 +52,24 @@ def main() -> int:
     print(f"python {platform.python_version()} on {platform.machine()}, one process")
     print(f"modules: {build_description()}; load average {os.getloadavg()[0]:.2f} at the start")
     for policy in (Policy.RULES, Policy.STATIC):
-        started = time.perf_counter()
-        run(scenario, policy, ruleset)
-        wall = time.perf_counter() - started
+        walls = []
+        for number in range(1, args.runs + 1):
+            started = time.perf_counter()
+            run(scenario, policy, ruleset)
+            walls.append(time.perf_counter() - started)
+            print(f"policy {policy.value:6s} run {number}: {figures(walls[-1], simulated, ticks)}")
         print(
-            f"policy {policy.value:6s}: {wall:7.2f} s wall, "
-            f"{simulated / wall:10,.0f} simulated s per wall s, "
-            f"{wall / ticks * 1e6:6.0f} us per tick"
+            f"policy {policy.value:6s} median: {figures(statistics.median(walls), simulated, ticks)}"
         )
+        print(f"policy {policy.value:6s} best:   {figures(min(walls), simulated, ticks)}")
     return 0
+
+
+def figures(wall: float, simulated: float, ticks: int) -> str:
+    return (
+        f"{wall:7.2f} s wall, {simulated / wall:10,.0f} simulated s per wall s, "
+        f"{wall / ticks * 1e6:6.0f} us per tick"
+    )
 
 
 if __name__ == "__main__":

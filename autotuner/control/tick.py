@@ -8,7 +8,7 @@ outcome -> state with the outcomes folded in.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from autotuner.control.ports import Actuator, AuditStore, MetricSource
 from autotuner.core.engine import evaluate, knobs_to_read, record_outcomes
@@ -30,8 +30,7 @@ from autotuner.core.state import EngineState
 KnobGuard = Callable[[KnobRef], str | None]
 
 
-@dataclass(frozen=True, slots=True)
-class TickReport:
+class TickReport(NamedTuple):
     now: float
     answers: Mapping[str, MetricAnswer]
     evaluations: tuple[Evaluation, ...]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -49,8 +48,7 @@ from autotuner.core.state import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TickResult:
+class TickResult(NamedTuple):
     decisions: tuple[Decision, ...]
     evaluations: tuple[Evaluation, ...]
     state: EngineState
@@ -81,6 +79,7 @@ def _answer(answers: Mapping[str, MetricAnswer], metric: str) -> MetricAnswer:
 
 
 _ORDER = attrgetter("order")
+_NONE_REPEATED: frozenset[Labels] = frozenset()
 # KnobRef's own order, as a key: cheaper than its generated comparisons.
 _KNOB_ORDER = attrgetter("kind", "name", "namespace", "field")
 
@@ -171,10 +170,12 @@ class _Evaluator:
             return
         samples = answer.samples
         seen = {sample.labels for sample in samples}
-        repeated = (
-            set()
+        repeated: frozenset[Labels] = (
+            _NONE_REPEATED
             if len(seen) == len(samples)
-            else {labels for labels, n in Counter(s.labels for s in samples).items() if n > 1}
+            else frozenset(
+                labels for labels, n in Counter(s.labels for s in samples).items() if n > 1
+            )
         )
         named: set[str] = set()
         duplicates: set[Labels] = set()

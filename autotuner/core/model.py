@@ -73,7 +73,7 @@ class KnobKind(StrEnum):
     CONFIG_KEY = "ConfigKey"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class KnobRef:
     """A value the controller may change: a workload's replicas or a numeric config key.
 
@@ -98,6 +98,20 @@ class KnobRef:
     def __hash__(self) -> int:
         # Strings cache their hash; knobs key sets and dicts many times per tick.
         return hash(self.id)
+
+    # Equality and order written out rather than generated, so that they compile with the
+    # module: dict lookups compare knobs on every tick.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KnobRef):
+            return NotImplemented
+        return self.sort_key == other.sort_key
+
+    def __lt__(self, other: KnobRef) -> bool:
+        return self.sort_key < other.sort_key
+
+    @property
+    def sort_key(self) -> tuple[KnobKind, str, str, str]:
+        return (self.kind, self.name, self.namespace, self.field)
 
     @property
     def is_workload(self) -> bool:

@@ -73,7 +73,7 @@ def rate_limit(
         chosen = min(limits) if action.select is SelectPolicy.MAX else max(limits)
         limited = min(current, max(value, chosen))
     return PolicyStep(
-        "rate_limit", value, limited, f"{action.select.value} of policies allows {chosen:g}"
+        "rate_limit", value, limited, f"{action.select} of policies allows {chosen:g}"
     )
 
 

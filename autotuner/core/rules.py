@@ -162,15 +162,19 @@ PROPORTIONAL_TOLERANCE = 0.1
 class Change:
     mode: ChangeMode
     amount: float
+    # Derived once: the direction this change always moves in; None when the metric decides.
+    direction: Direction | None = dataclasses.field(
+        init=False, repr=False, compare=False, default=None
+    )
 
-    @property
-    def direction(self) -> Direction | None:
-        """The direction this change always moves in; None when the metric decides."""
+    def __post_init__(self) -> None:
         if self.mode is ChangeMode.FACTOR:
-            return Direction.UP if self.amount > 1 else Direction.DOWN
-        if self.mode is ChangeMode.STEP:
-            return Direction.UP if self.amount > 0 else Direction.DOWN
-        return None
+            direction: Direction | None = Direction.UP if self.amount > 1 else Direction.DOWN
+        elif self.mode is ChangeMode.STEP:
+            direction = Direction.UP if self.amount > 0 else Direction.DOWN
+        else:
+            direction = None
+        object.__setattr__(self, "direction", direction)
 
     def propose(self, current: float, value: float, integer: bool) -> float:
         if self.mode is ChangeMode.FACTOR:
