@@ -11,6 +11,8 @@ unchanged from its sources.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -43,17 +45,31 @@ NATIVE_MODULES = (
 # The runtime library the modules share lands inside the package, not at the top level.
 GROUP_NAME = "autotuner._native"
 
+# What was compiled, by content: the tests refuse to run compiled code whose source has changed
+# since (file times cannot tell, as setuptools keeps the old file of a module it need not relink).
+MANIFEST = ROOT / "build/native/sources.json"
+
+
+def source_digests() -> dict[str, str]:
+    return {
+        module: hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
+        for module in NATIVE_MODULES
+    }
+
 
 def main() -> int:
     from mypyc.build import mypycify
     from setuptools import setup
 
+    digests = source_digests()
     sources = [str(ROOT / module) for module in NATIVE_MODULES]
     setup(
         name="autotuner-native",
         script_args=["-q", "build_ext", "--inplace", "--build-temp", str(ROOT / "build/native")],
         ext_modules=mypycify(sources, opt_level="3", group_name=GROUP_NAME),
     )
+    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    MANIFEST.write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
     return 0
 
 

@@ -47,13 +47,13 @@ def read_knobs(
 ) -> dict[KnobRef, KnobReading]:
     """Each knob's value from the first actuator that handles it, batched per actuator."""
     readings: dict[KnobRef, KnobReading] = {}
-    batches: list[list[KnobRef]] = [[] for _ in actuators]
+    batches: list[tuple[Actuator, list[KnobRef]]] = [(actuator, []) for actuator in actuators]
     for knob in knobs:
         refusal = guard(knob) if guard is not None else None
         if refusal is not None:
             readings[knob] = KnobUnreadable(refusal, skip=True)
             continue
-        for actuator, batch in zip(actuators, batches, strict=True):
+        for actuator, batch in batches:
             if actuator.handles(knob):
                 batch.append(knob)
                 break
@@ -61,7 +61,7 @@ def read_knobs(
             readings[knob] = KnobUnreadable(
                 f"no actuator is configured for {knob.kind.value} knobs"
             )
-    for actuator, batch in zip(actuators, batches, strict=True):
+    for actuator, batch in batches:
         if not batch:
             continue
         try:
