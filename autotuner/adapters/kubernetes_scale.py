@@ -37,7 +37,7 @@ from kubernetes.config.incluster_config import (
 )
 from urllib3.util.retry import Retry
 
-from autotuner.control.actuation import writable
+from autotuner.control.actuation import failed_unexpectedly, writable
 from autotuner.core.model import (
     Decision,
     KnobKind,
@@ -366,12 +366,12 @@ class KubernetesScaleActuator:
         current, final = checked
         try:
             return self._scale(decision, current, final)
-        except Exception as error:  # the adapter never raises: an unforeseen error is data too
-            return Outcome(
-                OutcomeStatus.FAILED,
-                f"scaling {_describe(decision.knob)} failed unexpectedly: {error!r}",
-                old=decision.current,
-                extra={"error": "unexpected", "target": decision.knob.id},
+        except Exception as error:
+            return failed_unexpectedly(
+                decision,
+                f"scaling {_describe(decision.knob)}",
+                error,
+                {"error": "unexpected", "target": decision.knob.id},
             )
 
     def _check(self, decision: Decision) -> Outcome | tuple[int, int]:

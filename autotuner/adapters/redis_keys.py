@@ -38,7 +38,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from autotuner.control.actuation import writable
+from autotuner.control.actuation import failed_unexpectedly, writable
 from autotuner.core.model import (
     Decision,
     KnobKind,
@@ -320,12 +320,8 @@ class RedisKeyActuator:
         current, final = checked
         try:
             return self._write(decision, current, final)
-        except Exception as error:  # the port never raises: an unforeseen error is data too
-            return Outcome(
-                OutcomeStatus.FAILED,
-                f"writing {self._describe(decision.knob)} failed unexpectedly: {error!r}",
-                old=decision.current,
-            )
+        except Exception as error:
+            return failed_unexpectedly(decision, f"writing {self._describe(decision.knob)}", error)
 
     def _write(self, decision: Decision, current: float, final: float) -> Outcome:
         knob = decision.knob

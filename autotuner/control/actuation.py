@@ -1,4 +1,4 @@
-"""What every actuator refuses to write, decided in one place.
+"""What every actuator refuses to write, and how a write that broke is reported, in one place.
 
 The Kubernetes, Redis and simulated actuators all apply a decision only when it is a change
 with finite current and final values (whole and not negative for replicas); the contract
@@ -7,7 +7,9 @@ suites hold each of them to it.
 
 from __future__ import annotations
 
-from autotuner.core.model import Decision, Outcome, OutcomeStatus, Verdict, usable
+from collections.abc import Mapping
+
+from autotuner.core.model import NO_EXTRA, Decision, Outcome, OutcomeStatus, Verdict, usable
 
 
 def writable(decision: Decision, where: str) -> Outcome | tuple[float, float]:
@@ -48,3 +50,18 @@ def writable(decision: Decision, where: str) -> Outcome | tuple[float, float]:
                     extra=invalid,
                 )
     return decision.current, decision.final
+
+
+def failed_unexpectedly(
+    decision: Decision, doing: str, error: Exception, extra: Mapping[str, str] = NO_EXTRA
+) -> Outcome:
+    """The outcome of a write that raised what its adapter did not foresee.
+
+    Actuators never raise: an unforeseen error is data too, and fails only its own decision.
+    """
+    return Outcome(
+        OutcomeStatus.FAILED,
+        f"{doing} failed unexpectedly: {error!r}",
+        old=decision.current,
+        extra=extra,
+    )

@@ -80,8 +80,6 @@ def _answer(answers: Mapping[str, MetricAnswer], metric: str) -> MetricAnswer:
 
 _ORDER = attrgetter("order")
 _NONE_REPEATED: frozenset[Labels] = frozenset()
-# KnobRef's own order, as a key: cheaper than its generated comparisons.
-_KNOB_ORDER = attrgetter("kind", "name", "namespace", "field")
 
 
 def knobs_to_read(ruleset: RuleSet, answers: Mapping[str, MetricAnswer]) -> tuple[KnobRef, ...]:
@@ -403,7 +401,7 @@ class _Evaluator:
         """
         planned: dict[KnobRef, float] = {}
         recommendations: dict[KnobRef, float] = {}
-        for knob in sorted(self.proposals, key=_KNOB_ORDER):
+        for knob in sorted(self.proposals):
             proposals = self.proposals[knob]
             ordered = proposals if len(proposals) == 1 else sorted(proposals, key=_ORDER)
             current = ordered[0].current
@@ -583,8 +581,10 @@ _NO_HISTORY: tuple[TimedValues, TimedValues] = ((), ())
 
 
 def _recent(pairs: TimedValues, since: float) -> TimedValues:
-    """The pairs after `since`. They are in time order and a tick expires one or two, so the
-    head is scanned rather than bisected."""
+    """The pairs after `since`.
+
+    They are in time order and a tick expires one or two, so the head is scanned, not bisected.
+    """
     if not pairs or pairs[0][0] > since:
         return pairs
     start = 1

@@ -72,10 +72,6 @@ class KnobState(NamedTuple):
     # (time, applied change) of past changes, for rate limits.
     changes: TimedValues = ()
 
-    @property
-    def empty(self) -> bool:
-        return not self.recommendations and not self.changes
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "recommendations": [list(pair) for pair in self.recommendations],
@@ -88,9 +84,6 @@ class KnobState(NamedTuple):
             recommendations=tuple((float(t), float(v)) for t, v in data["recommendations"]),
             changes=tuple((float(t), float(d)) for t, d in data["changes"]),
         )
-
-
-EMPTY_KNOB = KnobState()
 
 
 @dataclass(frozen=True, slots=True)
