@@ -20,9 +20,15 @@ from typing import IO, Any
 
 # Field names whose values are secrets whatever they hold.
 _SECRET_NAME = re.compile(r"(password|passwd|token|secret|authorization|api[_-]?key)", re.I)
-# `scheme://user:password@host`: the password part of a URL.
+# `scheme://user:password@host`: the password part of a URL. Linear in the text's length,
+# because log lines carry label values of any length: a scheme is tried only where a run of
+# scheme characters starts (the lookbehind), and its possessive quantifiers never give back,
+# so no run is scanned more than once. The user and the password exclude `/`, so each scan
+# after a `://` stops at the next one.
 _URL_PASSWORD = re.compile(
-    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^@/\s]+)(?=@)", re.I
+    r"(?P<head>(?<![a-z0-9+.-])[0-9+.-]*+[a-z][a-z0-9+.-]*+://[^:/@\s]*+:)"
+    r"(?P<secret>[^@/\s]++)(?=@)",
+    re.I,
 )
 _BEARER = re.compile(r"(?P<head>bearer\s+)(?P<secret>[A-Za-z0-9._~+/=-]+)", re.I)
 

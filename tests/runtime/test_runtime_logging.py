@@ -3,6 +3,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
+
+import pytest
 
 from autotuner.runtime.logging import REDACTED, Redactor, configure_logging, log_event
 
@@ -78,3 +81,42 @@ def test_level_filters_debug() -> None:
     finally:
         logging.getLogger().removeHandler(handler)
     assert [e["event"] for e in _events(stream)] == ["signal"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:urlpass@cache:6379/0",
+        "postgresql+psycopg://autotuner:urlpass@db:5432/audit",
+        "https://user:urlpass@prometheus.example:9090/api",
+        "see (redis://:urlpass@cache) and retry",
+    ],
+)
+def test_a_url_password_is_redacted_in_every_form(url: str) -> None:
+    redacted = Redactor().text(url)
+    assert "urlpass" not in redacted
+    assert f":{REDACTED}@" in redacted
+
+
+# Label values reach the logs through "no data" reasons and decision text, at any length: the
+# redactor must take time linear in it (the old URL pattern took minutes at 65,000 characters).
+_LONG_VALUES = {
+    "letters": lambda n: "a" * n,
+    "scheme-characters": lambda n: ("x1+.-" * n)[:n],
+    "scheme-then-no-password": lambda n: "a://" + "u" * n,
+    "password-without-host": lambda n: "a://user:" + "p" * n,
+    "many-urls-without-host": lambda n: ("s://u:p" * n)[:n],
+}
+
+
+@pytest.mark.parametrize("length", [65_000, 1_000_000])
+@pytest.mark.parametrize("shape", sorted(_LONG_VALUES))
+def test_a_long_label_value_is_redacted_in_linear_time(shape: str, length: int) -> None:
+    value = _LONG_VALUES[shape](length)
+    line = f'no data for pod="{value}" at redis://:urlpass@cache:6379 (Bearer tok123)'
+    started = time.perf_counter()
+    redacted = Redactor().text(line)
+    elapsed = time.perf_counter() - started
+    assert redacted == line.replace("urlpass", REDACTED).replace("tok123", REDACTED)
+    # Generous: linear work on 1 MB takes a few tens of milliseconds; quadratic took hours.
+    assert elapsed < 1.0, f"{elapsed:.2f} s for {len(line)} characters"
