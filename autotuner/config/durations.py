@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {
@@ -28,11 +29,19 @@ def parse_duration(text: str) -> float:
         raise ValueError(
             f"{text!r} is not a duration; write it as Prometheus does, e.g. 30s, 5m, 1h30m, 500ms"
         )
-    return sum(
-        int(amount) * _UNITS[unit]
-        for amount, unit in zip(match.groups(), ("y", "w", "d", "h", "m", "s", "ms"), strict=True)
-        if amount
-    )
+    try:
+        seconds = sum(
+            int(amount) * _UNITS[unit]
+            for amount, unit in zip(
+                match.groups(), ("y", "w", "d", "h", "m", "s", "ms"), strict=True
+            )
+            if amount
+        )
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError(f"{text[:40]!r} is too long a duration to compute with")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
