@@ -48,6 +48,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,6 +72,11 @@ from autotuner.core.model import (
 )
 
 _LOG = logging.getLogger(__name__)
+
+
+# A range query's series: each label set with its (time, value) samples in time order.
+RangeSeries = tuple[Labels, tuple[tuple[float, float], ...]]
+RangeAnswer = tuple[RangeSeries, ...] | NoData
 
 
 class PrometheusSettingsError(ValueError):
@@ -398,23 +404,37 @@ class PrometheusSource:
                 },
                 timeout=settings.timeout_seconds,  # type: ignore[arg-type]
             )
-        except PrometheusApiClientException as error:
+        except Exception as error:
+            failure = self._failure(error)
+            if failure is None:
+                raise
+            return failure
+        try:
+            points = _points(result)
+        except _Unreadable as error:
+            return NoData(f"Prometheus sent an answer this source cannot read: {error}")
+        return _to_answer(points, at, settings.staleness_limit_seconds)
+
+    def _failure(self, error: Exception) -> NoData | None:
+        """Why a query got no answer, or None when `error` is not a query's failure."""
+        settings = self._settings
+        if isinstance(error, PrometheusApiClientException):
             return _error_answer(str(error))
-        except _TooLarge:
+        if isinstance(error, _TooLarge):
             return NoData(
                 f"the answer is larger than {settings.max_response_bytes} bytes; narrow the "
                 "query (aggregate with sum by (...)) so it returns the series the rule uses"
             )
-        except requests.exceptions.JSONDecodeError as error:
+        if isinstance(error, requests.exceptions.JSONDecodeError):
             return NoData(
                 f"Prometheus answered HTTP 200 with a body that is not JSON: {_excerpt(error.doc)}"
             )
-        except requests.exceptions.SSLError as error:
+        if isinstance(error, requests.exceptions.SSLError):
             return NoData(
                 f"TLS with Prometheus at {settings.url} failed ({_root_cause(error)}); "
                 "check ca_bundle"
             )
-        except requests.RequestException as error:
+        if isinstance(error, requests.RequestException):
             if _is_timeout(error):
                 return NoData(
                     f"Prometheus at {settings.url} did not answer "
@@ -424,13 +444,42 @@ class PrometheusSource:
             return NoData(
                 f"cannot reach Prometheus at {settings.url}: {cause[:1].lower()}{cause[1:]}"
             )
-        except (KeyError, TypeError):  # the library looks up data.result in the JSON answer
+        if isinstance(error, KeyError | TypeError):  # the library looks up data.result
             return NoData("Prometheus sent an answer this source cannot read: no data.result")
+        return None
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> RangeAnswer:
+        """Every series of a range query from `start` to `end` (Unix seconds) every `step` s.
+
+        One request, with the credentials and limits of an instant query. The caller bounds the
+        points: Prometheus refuses more than 11,000 per series. NoData says why nothing came.
+        """
+        settings = self._settings
+        with self._fetch_lock:
+            if self._closed:
+                return NoData("the Prometheus source was closed; no query was sent")
+            try:
+                self._client.headers, self._client.auth = self._credentials()  # type: ignore[assignment]
+            except _CredentialError as error:
+                return NoData(f"{error}; the query was not sent")
+            try:
+                result = self._client.custom_query_range(
+                    expr,
+                    start_time=datetime.fromtimestamp(start, UTC),
+                    end_time=datetime.fromtimestamp(end, UTC),
+                    step=f"{step:g}",
+                    params={"timeout": f"{settings.timeout_seconds * 0.9:.3f}"},
+                    timeout=settings.timeout_seconds,  # type: ignore[arg-type]
+                )
+            except Exception as error:
+                failure = self._failure(error)
+                if failure is None:
+                    raise
+                return failure
         try:
-            points = _points(result)
+            return _range_series(result)
         except _Unreadable as error:
             return NoData(f"Prometheus sent an answer this source cannot read: {error}")
-        return _to_answer(points, at, settings.staleness_limit_seconds)
 
     def _credentials(self) -> tuple[dict[str, str], tuple[str, str] | None]:
         settings = self._settings
@@ -510,6 +559,22 @@ def _points(result: Any) -> list[tuple[Labels, float, float]]:
             raise _Unreadable(f"the series {format_labels(labels)} has no value")
         points.append((labels, timestamp, value))
     return points
+
+
+def _range_series(result: Any) -> tuple[RangeSeries, ...]:
+    """(labels, ((time, value), ...)) per series of a range query's matrix result."""
+    if not isinstance(result, list):
+        raise _Unreadable(f"a result that is not a list: {_truncated(repr(result))}")
+    series_list: list[RangeSeries] = []
+    for series in result:
+        if not isinstance(series, dict) or not isinstance(series.get("metric"), dict):
+            raise _Unreadable("a series without a label set")
+        labels = labels_of({str(k): str(v) for k, v in series["metric"].items()})
+        values = series.get("values")
+        if not isinstance(values, list):
+            raise _Unreadable(f"the series {format_labels(labels)} has no list of values")
+        series_list.append((labels, tuple(_pair(value) for value in values)))
+    return tuple(sorted(series_list))
 
 
 def _is_number(text: str) -> bool:

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("autotuner.cli.check", "validate rule files, like `promtool check rules`"),
     "test": ("autotuner.cli.test", "run unit tests for rule files, like `promtool test rules`"),
     "sim": ("autotuner.cli.sim", "run a simulation scenario against a modelled system"),
+    "trace": ("autotuner.cli.trace", "fetch a request rate from Prometheus as a trace to replay"),
     "history": ("autotuner.cli.history", "list recorded decisions"),
     "explain": ("autotuner.cli.explain", "say in plain words why a target last changed, or not"),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -11,9 +12,11 @@ from autotuner.config.errors import ConfigError
 from autotuner.config.loader import load_rules
 from autotuner.core.rules import RuleSet
 from autotuner.sim import runner
+from autotuner.sim.replay import replay_trace
 from autotuner.sim.report import Report, build_report, check, table, to_json
 from autotuner.sim.runner import Policy, RunResult
 from autotuner.sim.scenario import Scenario, load_scenario
+from autotuner.sim.trace_file import TraceError, read_trace_csv
 
 POLICIES = [p.value for p in Policy]
 
@@ -25,6 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="write a plot of the run")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE.csv",
+        help="replay this per-minute trace instead of the scenario's load base (see "
+        "`autotuner trace fetch`); by default as recorded, requests per minute / 60",
+    )
+    scaling = parser.add_mutually_exclusive_group()
+    scaling.add_argument(
+        "--peak-rps", type=float, help="with --trace: scale it so its busiest minute is this rps"
+    )
+    scaling.add_argument(
+        "--scale", type=float, help="with --trace: multiply its recorded rate by this (1 = as is)"
+    )
 
 
 class _Progress:
@@ -53,6 +70,11 @@ def _run_one(scenario: Scenario, policy: Policy, ruleset: RuleSet | None) -> Run
 
 def run_command(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
+    if args.trace is not None:
+        scenario = _with_trace(scenario, args)
+    elif args.peak_rps is not None or args.scale is not None:
+        print("autotuner sim: --peak-rps and --scale apply to a --trace only", file=sys.stderr)
+        return 2
     if args.seed is not None:
         scenario = replace(scenario, settings=replace(scenario.settings, seed=args.seed))
     policies = [Policy(args.policy or scenario.policy)]
@@ -77,10 +99,29 @@ def run_command(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _with_trace(scenario: Scenario, args: argparse.Namespace) -> Scenario:
+    for flag, value in (("--peak-rps", args.peak_rps), ("--scale", args.scale)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise TraceError(f"{flag} must be a number above 0, got {value:g}")
+    replay = replay_trace(
+        scenario,
+        read_trace_csv(args.trace),
+        str(args.trace),
+        peak_rps=args.peak_rps,
+        scale=args.scale if args.scale is not None else 1.0,
+    )
+    if replay.shortened:
+        print(f"autotuner sim: {replay.shortened}", file=sys.stderr)
+    return replay.scenario
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         return run_command(args)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
+        return 2
+    except TraceError as error:
+        print(f"autotuner sim: {error}", file=sys.stderr)
         return 2

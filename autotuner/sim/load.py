@@ -7,23 +7,19 @@ the tick times, so a three-week run costs one vectorised pass.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+# Re-exported: the trace file format lives in trace_file, its readers are used from here too.
+from autotuner.sim.trace_file import TraceError as TraceError
+from autotuner.sim.trace_file import bundled_trace as bundled_trace
+from autotuner.sim.trace_file import read_trace_csv as read_trace_csv
+
 FloatArray = npt.NDArray[np.float64]
-
-BUNDLED_TRACES = {"worldcup98": "worldcup98-1998-06-01_06-21.csv"}
-
-
-class TraceError(ValueError):
-    """A trace file that cannot be replayed; the message names the file and line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +38,19 @@ class Diurnal:
 
 @dataclass(frozen=True, slots=True)
 class Trace:
-    """Replay of per-minute request counts, scaled so the slice's busiest minute is `peak_rps`.
+    """Replay of per-minute request counts, scaled so the slice's busiest minute is `peak_rps`,
+    or, with `peak_rps` None, as recorded times `scale` (requests per minute / 60 x scale).
 
     `start_minute` skips into the trace; `speedup` > 1 plays it faster (one simulated second
     covers `speedup` seconds of the trace).
     """
 
     per_minute: tuple[float, ...]
-    peak_rps: float
+    peak_rps: float | None
     start_minute: float = 0.0
     speedup: float = 1.0
     name: str = "trace"
+    scale: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,42 +84,6 @@ class LoadSpec:
     noise: float = 0.0
 
 
-def read_trace_csv(path: Path) -> tuple[float, ...]:
-    """Per-minute counts from a CSV whose last column is the count (a header row is allowed)."""
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-    except OSError as error:
-        raise TraceError(f"{path}: cannot read the trace: {error.strerror}") from error
-    counts: list[float] = []
-    for line_number, row in enumerate(rows, start=1):
-        if not row:
-            continue
-        try:
-            value = float(row[-1])
-        except ValueError:
-            if line_number == 1:
-                continue
-            raise TraceError(
-                f"{path}:{line_number}: the last column must be a request count, got {row[-1]!r}"
-            ) from None
-        if not math.isfinite(value) or value < 0:
-            raise TraceError(f"{path}:{line_number}: a request count must be >= 0, got {value}")
-        counts.append(value)
-    if len(counts) < 2:
-        raise TraceError(f"{path}: a trace needs at least two minutes of counts")
-    return tuple(counts)
-
-
-def bundled_trace(name: str) -> tuple[float, ...]:
-    if name not in BUNDLED_TRACES:
-        known = ", ".join(sorted(BUNDLED_TRACES))
-        raise TraceError(f"no bundled trace named {name!r} (bundled: {known})")
-    resource = resources.files("autotuner").joinpath("data", "traces", BUNDLED_TRACES[name])
-    with resources.as_file(resource) as path:
-        return read_trace_csv(Path(path))
-
-
 def _base_rps(base: Base, times: FloatArray) -> FloatArray:
     if isinstance(base, Constant):
         return np.full_like(times, base.rps)
@@ -136,6 +98,8 @@ def _base_rps(base: Base, times: FloatArray) -> FloatArray:
             f"{trace_minutes[-1]:.0f} (shorten the run, lower start_minute or speedup)"
         )
     per_minute = np.interp(trace_minutes, np.arange(len(counts), dtype=np.float64), counts)
+    if base.peak_rps is None:
+        return np.asarray(per_minute * (base.scale / 60.0))
     peak = float(per_minute.max())
     if peak <= 0:
         raise TraceError(f"trace {base.name!r} has no requests in the replayed slice")

@@ -51,7 +51,10 @@ class DiurnalSpec(Strict):
 class TraceSpec(Strict):
     name: str | None = None
     file: str | None = None
-    peak_rps: float = Field(gt=0)
+    # One of the two: scaled so the replayed slice's busiest minute is `peak_rps`, or played as
+    # recorded, requests per minute / 60 x `scale` (`scale: 1` is the traffic as it was).
+    peak_rps: float | None = Field(default=None, gt=0)
+    scale: float | None = Field(default=None, gt=0)
     start_minute: float = Field(default=0.0, ge=0)
     speedup: float = Field(default=1.0, gt=0)
 
@@ -275,6 +278,16 @@ def _base(spec: BaseSpec, located: Located, directory: Path, duration: float) ->
         raise ConfigError(
             [located.problem(trace_path, "give the trace a `name` (bundled) or a `file`")]
         )
+    if (trace.peak_rps is None) == (trace.scale is None):
+        raise ConfigError(
+            [
+                located.problem(
+                    trace_path,
+                    "give the trace either `peak_rps` (scaled so its busiest minute is that) "
+                    "or `scale` (requests per minute / 60 x scale; 1 replays it as recorded)",
+                )
+            ]
+        )
     try:
         if trace.name is not None:
             counts = bundled_trace(trace.name)
@@ -296,7 +309,9 @@ def _base(spec: BaseSpec, located: Located, directory: Path, duration: float) ->
                 )
             ]
         )
-    return Trace(counts, trace.peak_rps, trace.start_minute, trace.speedup, label)
+    return Trace(
+        counts, trace.peak_rps, trace.start_minute, trace.speedup, label, trace.scale or 1.0
+    )
 
 
 def _events(spec: LoadFileSpec, located: Located) -> tuple[Event, ...]:

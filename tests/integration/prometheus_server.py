@@ -167,15 +167,23 @@ class Exporter:
 
 
 class PrometheusServer:
-    """Debian's prometheus scraping `targets` every second; `stop()` ends it for fault tests."""
+    """Debian's prometheus scraping `targets` every second; `stop()` ends it for fault tests.
 
-    def __init__(self, targets: Iterable[str] = (), startup_timeout: float = 30.0) -> None:
+    `openmetrics`, an OpenMetrics text ending in `# EOF`, is backfilled into the data directory
+    with `promtool tsdb create-blocks-from openmetrics` before the server starts: series with
+    values and times a test chooses, in the past.
+    """
+
+    def __init__(
+        self, targets: Iterable[str] = (), startup_timeout: float = 30.0, openmetrics: str = ""
+    ) -> None:
         binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         if not Path(binary).exists():
             raise RuntimeError("prometheus is not installed: run `make system-deps`")
         self._binary = binary
         self._targets = tuple(targets)
         self._startup_timeout = startup_timeout
+        self._openmetrics = openmetrics
         self._workdir = Path(tempfile.mkdtemp(prefix="autotuner-prometheus-"))
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -202,6 +210,9 @@ class PrometheusServer:
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def start(self) -> None:
+        # Once: a restarted server keeps its data directory, and with it the backfilled blocks.
+        if self._openmetrics and not (self._workdir / "data").exists():
+            self._backfill()
         config = self._workdir / "prometheus.yml"
         config.write_text(
             json.dumps(
@@ -230,6 +241,23 @@ class PrometheusServer:
         )
         log.close()
         self._wait_until_ready()
+
+    def _backfill(self) -> None:
+        promtool = shutil.which("promtool") or "/usr/bin/promtool"
+        source = self._workdir / "backfill.om"
+        source.write_text(self._openmetrics)
+        subprocess.run(
+            [
+                promtool,
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                str(source),
+                str(self._workdir / "data"),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     def stop(self) -> None:
         if self._process is None:
