@@ -6,6 +6,7 @@ and `autotuner test` all load rules through `load_rules`.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from collections.abc import Iterable, Sequence
@@ -134,6 +135,11 @@ def _problem(
         if allowed:
             message += f" (expected one of: {', '.join(sorted(allowed))})"
         return located.problem(path, message, key=True)
+    if kind == "finite_number":
+        message = (
+            "must be a finite number; YAML reads .inf, .nan and numbers past 1.8e308 as "
+            "infinite or not a number"
+        )
     if kind == "missing":
         message = f"the field {path[-1]!r} is required"
         return located.problem(path[:-1], message) if path else located.problem(path, message)
@@ -367,6 +373,13 @@ class _Compiler:
         if fields.min > fields.max:
             self.problem(
                 (*path, "min"), f"min ({fields.min:g}) is greater than max ({fields.max:g})"
+            )
+            return None
+        if fields.factor is not None and not math.isfinite(fields.factor * fields.max):
+            self.problem(
+                (*path, "factor"),
+                f"factor {fields.factor:g} times max {fields.max:g} is too large to compute "
+                "with; a factor is a ratio such as 1.5 (up) or 0.8 (down)",
             )
             return None
         if fields.factor is not None:

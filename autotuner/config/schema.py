@@ -43,7 +43,10 @@ Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:.-]*$", max_length=2
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # YAML reads `.nan`, `.inf` and `1e400` as floats; no threshold or bound can be one.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class MetricSpec(Strict):
@@ -191,8 +194,23 @@ class SettingsSpec(Strict):
     max_sample_age: Duration = 300.0
 
 
+# Top-level keys starting with this are ignored: a place to define anchors, as in Compose files.
+EXTENSION_PREFIX = "x-"
+
+
 class RuleFileSpec(Strict):
     metrics: dict[str, MetricSpec | str] = Field(default_factory=dict)
     rules: tuple[RuleSpec, ...] = ()
     budgets: tuple[BudgetSpec, ...] = ()
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_extensions(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if not (isinstance(key, str) and key.startswith(EXTENSION_PREFIX))
+        }

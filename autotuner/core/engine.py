@@ -290,7 +290,16 @@ class _Evaluator:
             self.keep(key, target)
         self.evaluations.append(Evaluation(rule.name, labels, target.phase, value, None, knob))
         if acting:
-            self.propose(rule, labels, knob, value, target)
+            try:
+                self.propose(rule, labels, knob, value, target)
+            except ArithmeticError as error:
+                # One target's numbers (an overflow, say) must not stop the cycle for the rest.
+                why = f"cannot compute a new value for {knob.id}: {error}; nothing is done"
+                self.decisions.append(
+                    self.decision(
+                        rule, labels, knob, Verdict.BLOCKED, value, None, None, None, (), why
+                    )
+                )
 
     def step(
         self, rule: Rule, previous: TargetState, value: float, knob: str
