@@ -1,0 +1,332 @@
+"""Fidelity, HTTP half: a real gunicorn service under open-loop Poisson load, and the model.
+
+The service is `bench/fidelity_app.py` under gunicorn with `workers` sync workers on a free
+loopback port. Each request asks the app to sleep a service time drawn from the load
+generator's seeded generator (exponential with the given mean), so the service times are known
+exactly and CPU contention does not make them.
+
+The load generator is open loop: arrival times are drawn in advance (Poisson, seeded) and each
+request is sent at its time whatever the replies are doing, on its own connection (a sync
+worker closes the connection after each reply, so keep-alive would not hold one), by one
+asyncio loop with as many connections in flight as the backlog needs. A request's response
+time runs from its scheduled arrival to the last byte of its reply, so a late send counts
+against the server, as it would for a real client; how late the sends were is reported too.
+
+The model is driven through `autotuner.sim.api.api_step` only: one ready pod with `workers`
+workers, cores ample enough that CPU never binds, `cpu_seconds` tiny, the measured per-request
+overhead as the spec's `overhead` and the mean sleep as `downstream_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from autotuner.sim.api import APISpec, api_step
+from autotuner.sim.queueing import response_quantile
+
+REPO = Path(__file__).resolve().parents[1]
+# Cores so many that the CPU never binds, and CPU work so small it is not there: the model's
+# queue is then the workers' alone, as the sleeping app's is.
+_AMPLE_CORES = 1.0e6
+_TINY_CPU_SECONDS = 1.0e-9
+_MODEL_TIMEOUT = 3600.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Gunicorn:
+    """`with Gunicorn(workers) as server:` runs the sleeping app; it is always stopped after."""
+
+    def __init__(self, workers: int, startup_timeout: float = 20.0) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self._startup_timeout = startup_timeout
+        self._log = Path(tempfile.mkstemp(prefix="autotuner-fidelity-gunicorn-", suffix=".log")[1])
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Gunicorn:
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--workers", str(self.workers),
+            "--worker-class", "sync",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--backlog", "2048",
+            "--timeout", "120",
+            "--graceful-timeout", "2",
+            "--log-level", "warning",
+            "--error-logfile", str(self._log),
+            "--pythonpath", str(REPO),
+            "bench.fidelity_app:application",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=REPO)
+        deadline = time.monotonic() + self._startup_timeout
+        while not self._answers():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                log = self._log.read_text(errors="replace")
+                self.stop()
+                raise RuntimeError(f"gunicorn on port {self.port} did not start:\n{log}")
+            time.sleep(0.1)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as connection:
+                connection.sendall(_request(0.0))
+                reply = b""
+                while chunk := connection.recv(4096):
+                    reply += chunk
+                return reply.startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self._log.unlink(missing_ok=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _request(sleep_seconds: float) -> bytes:
+    return (
+        f"GET /?sleep={sleep_seconds:.6f} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRun:
+    """One open-loop run: per request its scheduled arrival (s from the start), its drawn
+    sleep, its response time and how late it was sent (both s)."""
+
+    arrivals: np.ndarray
+    sleeps: np.ndarray
+    response_times: np.ndarray
+    send_lags: np.ndarray
+
+    def between(self, start: float, end: float) -> LoadRun:
+        chosen = (self.arrivals >= start) & (self.arrivals < end)
+        return LoadRun(
+            self.arrivals[chosen],
+            self.sleeps[chosen],
+            self.response_times[chosen],
+            self.send_lags[chosen],
+        )
+
+    def p95(self) -> float:
+        return float(np.quantile(self.response_times, 0.95))
+
+
+def open_loop(port: int, rate: float, mean_sleep: float, duration: float, seed: int) -> LoadRun:
+    """Poisson arrivals at `rate` per second for `duration` seconds, exponential sleeps."""
+    generator = np.random.default_rng(seed)
+    expected = int(rate * duration * 1.2) + 100
+    arrivals = np.cumsum(generator.exponential(1.0 / rate, expected))
+    arrivals = arrivals[arrivals < duration]
+    sleeps = generator.exponential(mean_sleep, arrivals.size)
+    response_times, lags = asyncio.run(_drive(port, arrivals, sleeps))
+    return LoadRun(arrivals, sleeps, response_times, lags)
+
+
+async def _drive(
+    port: int, arrivals: np.ndarray, sleeps: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.1
+    lags = np.zeros(arrivals.size)
+    tasks = []
+    for index, (offset, sleep_seconds) in enumerate(zip(arrivals, sleeps, strict=True)):
+        scheduled = start + float(offset)
+        ahead = scheduled - loop.time()
+        if ahead > 0.0:
+            await asyncio.sleep(ahead)
+        lags[index] = loop.time() - scheduled
+        tasks.append(asyncio.create_task(_one(port, float(sleep_seconds), scheduled)))
+    finished = await asyncio.gather(*tasks)
+    return np.array(finished), lags
+
+
+async def _one(port: int, sleep_seconds: float, scheduled: float) -> float:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(_request(sleep_seconds))
+        reply = await reader.read()
+    finally:
+        writer.close()
+    if not reply.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"the service answered {reply[:60]!r}: the figures would mean nothing")
+    return asyncio.get_running_loop().time() - scheduled
+
+
+def model_spec(workers: int, overhead: float) -> APISpec:
+    return APISpec(
+        replicas=1,
+        workers=workers,
+        cores=_AMPLE_CORES,
+        cpu_seconds=_TINY_CPU_SECONDS,
+        timeout=_MODEL_TIMEOUT,
+        overhead=overhead,
+    )
+
+
+def modelled_p95(workers: int, mean_sleep: float, overhead: float, rate: float) -> float:
+    """The model's steady-state p95: one `api_step` with no backlog."""
+    spec = model_spec(workers, overhead)
+    return api_step(spec, rate, 1, _TINY_CPU_SECONDS, mean_sleep, 0.0, 1.0)[0]
+
+
+def plain_mmc_p95(workers: int, mean_sleep: float, rate: float) -> float:
+    """M/M/c with the mean sleep as the service time, no overhead: what the sleeps alone give."""
+    return response_quantile(rate, 1.0 / mean_sleep, workers)
+
+
+def modelled_windows(
+    workers: int,
+    mean_sleep: float,
+    overhead: float,
+    rate: float,
+    windows: list[tuple[float, float]],
+    steps_per_window: int = 10,
+) -> list[float]:
+    """`api_step` stepped from an empty queue; per window the mean of its steps' p95."""
+    spec = model_spec(workers, overhead)
+    end = windows[-1][1]
+    dt = (windows[0][1] - windows[0][0]) / steps_per_window
+    backlog, t = 0.0, 0.0
+    step_p95: list[tuple[float, float]] = []
+    while t < end - 1e-9:
+        p95, _, _, backlog, _ = api_step(spec, rate, 1, _TINY_CPU_SECONDS, mean_sleep, backlog, dt)
+        step_p95.append((t + dt / 2.0, p95))
+        t += dt
+    return [
+        float(np.mean([p for mid, p in step_p95 if start <= mid < stop])) for start, stop in windows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyRow:
+    utilisation: float
+    rate: float
+    requests: int
+    measured_p95: float
+    modelled_p95: float
+    mmc_p95: float
+    mean_send_lag: float
+
+    @property
+    def error(self) -> float:
+        return self.modelled_p95 / self.measured_p95 - 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class OverloadResult:
+    rate: float
+    windows: list[tuple[float, float]]
+    measured_p95: list[float]
+    modelled_p95: list[float]
+
+    @staticmethod
+    def _growth(values: list[float], windows: list[tuple[float, float]]) -> float:
+        """p95 gained per second, first window to last (s/s)."""
+        span = (windows[-1][0] + windows[-1][1] - windows[0][0] - windows[0][1]) / 2.0
+        return (values[-1] - values[0]) / span
+
+    @property
+    def measured_growth(self) -> float:
+        return self._growth(self.measured_p95, self.windows)
+
+    @property
+    def modelled_growth(self) -> float:
+        return self._growth(self.modelled_p95, self.windows)
+
+    @property
+    def error(self) -> float:
+        return self.modelled_growth / self.measured_growth - 1.0
+
+
+def measure_overhead(
+    server: Gunicorn, mean_sleep: float, duration: float, seed: int, utilisation: float = 0.1
+) -> tuple[float, LoadRun]:
+    """Mean response time less mean sleep at low load: the server's own cost per request."""
+    rate = utilisation * server.workers / mean_sleep
+    run = open_loop(server.port, rate, mean_sleep, duration, seed)
+    return float(np.mean(run.response_times) - np.mean(run.sleeps)), run
+
+
+def measure_steady(
+    server: Gunicorn,
+    mean_sleep: float,
+    overhead: float,
+    utilisation: float,
+    duration: float,
+    warmup: float,
+    seed: int,
+) -> SteadyRow:
+    """p95 of the requests arriving after `warmup`, at nominal utilisation λ·E[sleep]/c."""
+    workers = server.workers
+    rate = utilisation * workers / mean_sleep
+    run = open_loop(server.port, rate, mean_sleep, warmup + duration, seed)
+    kept = run.between(warmup, warmup + duration)
+    return SteadyRow(
+        utilisation=utilisation,
+        rate=rate,
+        requests=int(kept.arrivals.size),
+        measured_p95=kept.p95(),
+        modelled_p95=modelled_p95(workers, mean_sleep, overhead, rate),
+        mmc_p95=plain_mmc_p95(workers, mean_sleep, rate),
+        mean_send_lag=float(np.mean(kept.send_lags)),
+    )
+
+
+def measure_overload(
+    server: Gunicorn,
+    mean_sleep: float,
+    overhead: float,
+    factor: float,
+    duration: float,
+    window: float,
+    seed: int,
+) -> OverloadResult:
+    """`factor` x the workers' nominal capacity from an empty queue; p95 per arrival window."""
+    workers = server.workers
+    rate = factor * workers / mean_sleep
+    run = open_loop(server.port, rate, mean_sleep, duration, seed)
+    count = max(2, math.floor(duration / window + 1e-9))
+    windows = [(i * window, (i + 1) * window) for i in range(count)]
+    measured = [run.between(start, stop).p95() for start, stop in windows]
+    modelled = modelled_windows(workers, mean_sleep, overhead, rate, windows)
+    return OverloadResult(rate, windows, measured, modelled)
+
+
+def describe_machine() -> str:
+    load = os.getloadavg()
+    return f"{os.cpu_count()} cores, load average {load[0]:.2f} at the start"
