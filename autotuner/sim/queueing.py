@@ -197,3 +197,39 @@ def _response_quantile(
             return candidate
         t = candidate
     return t
+
+
+def fixed_plus_exponential_response(
+    arrival_rate: float,
+    fixed_seconds: float,
+    exponential_seconds: float,
+    servers: int,
+    q: float = 0.95,
+) -> tuple[float, float]:
+    """The q-quantile of the response time and the mean wait of M/G/c, S = fixed + Exp(mean).
+
+    Allen-Cunneen: E[Wq] ≈ E[Wq of M/M/c with the same mean S]·(1 + cs²)/2, cs² = Var S / E[S]²
+    = (exponential / S)². The wait keeps M/M/c's probability C and an exponential tail with the
+    scaled mean: P(Wq > t) ≈ C·exp(-θt/k), θ = c/S - λ, k = (1 + cs²)/2. A request's own
+    service is independent of its wait, so T - fixed = Wq + Exp is the M/M/c mixture of
+    `response_tail` with rates θ/k and 1/exponential. With fixed = 0, k = 1: M/M/c exactly.
+    """
+    # Rates formed as `response_time` forms them, so that fixed = 0 gives its figures to the bit.
+    service = fixed_seconds + exponential_seconds
+    service_rate = 1.0 / service
+    capacity = servers * service_rate
+    if arrival_rate >= capacity:
+        return math.inf, math.inf
+    theta = capacity - arrival_rate
+    variation = exponential_seconds / service
+    scale = 0.5 * (1.0 + variation * variation)
+    wait_probability = erlang_c(servers, arrival_rate / service_rate) if arrival_rate > 0 else 0.0
+    wait_rate = theta / scale
+    mean = wait_probability / wait_rate
+    if exponential_seconds <= 0.0:
+        # Deterministic service: T = fixed + Wq, whose quantile is the wait's.
+        tail = 1.0 - q
+        waits = math.log(wait_probability / tail) / wait_rate if wait_probability > tail else 0.0
+        return fixed_seconds + waits, mean
+    quantile = _response_quantile(wait_probability, wait_rate, 1.0 / exponential_seconds, q)
+    return fixed_seconds + quantile, mean
