@@ -96,6 +96,10 @@ class APIFileSpec(Strict):
     cpu_seconds: float = Field(default=0.02, gt=0)
     startup_delay: Duration = 60.0
     timeout: Duration = 30.0
+    # The server's own CPU work per request (gunicorn: 1-3 ms), on top of cpu_seconds.
+    overhead: float = Field(default=0.002, ge=0)
+    # The share of cpu_seconds that is the same for every request; the rest is exponential.
+    cpu_fixed_share: float = Field(default=1.0, ge=0, le=1)
 
 
 class MLFileSpec(Strict):
