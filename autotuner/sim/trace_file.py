@@ -31,6 +31,10 @@ BUNDLED_TRACES = {"worldcup98": "worldcup98-1998-06-01_06-21.csv"}
 PER_SECOND_HEADER = "requests_per_second"
 
 
+# A time without an offset is UTC.
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
 class TraceError(ValueError):
     """A trace file that cannot be replayed; the message names the file and line."""
 
@@ -42,7 +46,7 @@ def _parse_minute(text: str) -> float | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+        return (moment - _NAIVE_EPOCH).total_seconds()
     return moment.timestamp()
 
 
@@ -66,8 +70,8 @@ def read_trace_csv(path: Path) -> tuple[float, ...]:
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        row = next(csv.reader([line]))
-        where = f"{path}:{line_number}"
+        # Quotes are rare in a trace; only a line holding one needs the csv module's parsing.
+        row = next(csv.reader([line])) if '"' in line else line.split(",")
         try:
             value = float(row[-1])
         except ValueError:
@@ -77,16 +81,18 @@ def read_trace_csv(path: Path) -> tuple[float, ...]:
                     per_minute_factor = 60.0
                 continue
             raise TraceError(
-                f"{where}: the last column must be a request count, got {row[-1]!r}"
+                f"{path}:{line_number}: the last column must be a request count, got {row[-1]!r}"
             ) from None
         header_possible = False
         if not math.isfinite(value) or value < 0:
-            raise TraceError(f"{where}: a request count must be >= 0, got {row[-1].strip()}")
+            raise TraceError(
+                f"{path}:{line_number}: a request count must be >= 0, got {row[-1].strip()}"
+            )
         minute = _parse_minute(row[0]) if len(row) >= 2 else None
         if timed is None:
             timed = minute is not None
         elif timed:
-            _check_next_minute(where, row[0], minute, previous)
+            _check_next_minute(path, line_number, row[0], minute, previous)
         previous = minute
         counts.append(value * per_minute_factor)
     if len(counts) < 2:
@@ -94,24 +100,28 @@ def read_trace_csv(path: Path) -> tuple[float, ...]:
     return tuple(counts)
 
 
-def _check_next_minute(where: str, text: str, minute: float | None, previous: float | None) -> None:
+def _check_next_minute(
+    path: Path, line_number: int, text: str, minute: float | None, previous: float | None
+) -> None:
+    if minute is not None and previous is not None and minute - previous == 60.0:
+        return
+    where = f"{path}:{line_number}"
     if minute is None or previous is None:
         raise TraceError(
             f"{where}: {text.strip()!r} is not a time, as the first row's first column is"
         )
-    if minute - previous != 60.0:
-        shown = format_minute(previous)
-        if minute <= previous:
-            problem = f"does not come after the previous row's {shown}"
-        else:
-            gap = round((minute - previous) / 60.0 - 1)
-            problem = f"comes {minute - previous:g} s after the previous row's {shown}" + (
-                f" ({gap} minutes are missing)" if gap >= 1 else ""
-            )
-        raise TraceError(
-            f"{where}: {text.strip()!r} {problem}; a trace has one row per minute "
-            "(fill the gap, or drop the time column to replay the rows as they come)"
+    shown = format_minute(previous)
+    if minute <= previous:
+        problem = f"does not come after the previous row's {shown}"
+    else:
+        gap = round((minute - previous) / 60.0 - 1)
+        problem = f"comes {minute - previous:g} s after the previous row's {shown}" + (
+            f" ({gap} minutes are missing)" if gap >= 1 else ""
         )
+    raise TraceError(
+        f"{where}: {text.strip()!r} {problem}; a trace has one row per minute "
+        "(fill the gap, or drop the time column to replay the rows as they come)"
+    )
 
 
 def bundled_trace(name: str) -> tuple[float, ...]:
