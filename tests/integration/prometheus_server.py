@@ -311,7 +311,8 @@ class RecordedQuery:
 
 @dataclass
 class FakeQueryApi:
-    """A stand-in for /api/v1/query that records requests and answers `answers[expr]`.
+    """A stand-in for /api/v1/query that records requests and answers `answers[expr]`, and for
+    /api/v1/query_range when `answers` holds the expression's answer (404 otherwise).
 
     An expression not in `answers` gets a one-sample vector of value 1; one in `raw` gets that
     (HTTP status, body) as it is, for the answers of broken proxies. Expressions listed in
@@ -395,7 +396,9 @@ class FakeQueryApi:
                         "result": [{"metric": {}, "value": [float(at), "1"]}],
                     },
                 }
-                status = 200 if path == "/api/v1/query" else 404
+                # A range query is answered only when the test gave its answer.
+                ranged = path == "/api/v1/query_range" and expr in api.answers
+                status = 200 if path == "/api/v1/query" or ranged else 404
                 body = json.dumps(api.answers.get(expr, default)).encode()
                 if expr in api.raw:
                     status, body = api.raw[expr]

@@ -22,7 +22,11 @@ from autotuner.adapters.prometheus import PrometheusSettings, PrometheusSource
 from autotuner.adapters.prometheus_trace import TraceQuery, fetch_minute_rates
 from autotuner.cli.main import main
 from autotuner.sim.trace_file import read_trace_csv
-from tests.integration.prometheus_server import PrometheusServer
+from tests.integration.prometheus_server import (
+    FakeQueryApi,
+    PrometheusServer,
+    self_signed_certificate,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -82,9 +86,7 @@ def test_the_saved_trace_holds_the_known_requests_per_minute_and_where_they_came
     status = fetch(prometheus, output, "--start", iso(0), "--end", iso(90))
 
     assert status == 0, capsys.readouterr().err
-    assert read_trace_csv(output) == pytest.approx(
-        [60 * rate_in(m) for m in range(90)], abs=1e-3
-    )
+    assert read_trace_csv(output) == pytest.approx([60 * rate_in(m) for m in range(90)], abs=1e-3)
     text = output.read_text()
     assert f"# query: {json.dumps(QUERY)}\n" in text
     assert f"# prometheus: {prometheus.url}\n" in text
@@ -186,3 +188,32 @@ def test_a_replay_of_the_saved_trace_gives_the_same_report_twice(
     assert report["load"]["peak_rps"] == pytest.approx(max(rate_in(m) for m in range(90)))
     assert report["duration_hours"] == 1.5
     assert "the run lasts 1h30m" in first.err
+
+
+def test_the_fetch_uses_the_daemons_tls_token_and_headers_and_records_no_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    certificate, key = self_signed_certificate(tmp_path)
+    samples = [[START + 60 * (m + 1), str(rate_in(m))] for m in range(3)]
+    matrix = {"status": "success", "data": {"resultType": "matrix",
+              "result": [{"metric": {}, "values": samples}]}}  # fmt: skip
+    monkeypatch.setenv("AUTOTUNER_PROMETHEUS_TOKEN", "s3cret-token")
+    output = tmp_path / "tenant.csv"
+    with FakeQueryApi(answers={QUERY: matrix}, tls=(certificate, key)) as api:
+        status = main(
+            [
+                "trace", "fetch", "--prometheus-url", api.url, "--query", QUERY,
+                "--start", iso(0), "--end", iso(3), "-o", str(output),
+                "--prometheus-ca-bundle", str(certificate),
+                "--prometheus-extra-headers", "X-Scope-OrgID=crm",
+            ]
+        )  # fmt: skip
+
+    assert status == 0, capsys.readouterr().err
+    (request,) = api.received
+    assert request.headers["Authorization"] == "Bearer s3cret-token"
+    assert request.headers["X-Scope-OrgID"] == "crm"
+    assert read_trace_csv(output) == pytest.approx([60 * rate_in(m) for m in range(3)])
+    text = output.read_text()
+    assert "# headers: X-Scope-OrgID (values not recorded)\n" in text
+    assert "s3cret" not in text and "crm" not in text.split("minute_utc")[0]
