@@ -191,6 +191,10 @@ def _response_quantile(
             high = t
         step = (math.log(survival) - log_tail) * survival / density if density > 0 else math.inf
         candidate = t + step
+        # A Newton step this small has converged, even where it lands on the bracket's edge
+        # (where bisection would otherwise take over for a few more steps).
+        if -1e-9 * t <= step <= 1e-9 * t:
+            return candidate
         if not low < candidate < high:
             candidate = 0.5 * (low + high)
         if abs(candidate - t) <= 1e-9 * candidate or high - low <= 1e-9 * high:
