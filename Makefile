@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# What only the benchmarks need (gunicorn, for the fidelity benchmark's HTTP service).
+BENCH_STAMP := $(VENV)/.bench-installed-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
 $(NATIVE): $(STAMP) tools/build_native.py $(wildcard autotuner/core/*.py autotuner/control/*.py autotuner/sim/*.py)
 	@echo "compiling the decision core and the simulator's model with mypyc (about a minute)"
 	@mkdir -p build/native
@@ -51,17 +57,18 @@ lint: $(STAMP)
 	$(BIN)/kubernetes-validate --strict --quiet deploy/*.yaml
 
 unit: $(NATIVE)
-	$(BIN)/autotuner check rules/
-	$(BIN)/autotuner test rules/tests/
+	$(BIN)/autotuner check rules/ rules/examples/
+	$(BIN)/autotuner test rules/tests/ rules/examples/tests/
 
 test: $(NATIVE) system-deps lint unit
 	@$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
 
 # Every benchmark, each printing its figures and how it measured them.
-bench: $(NATIVE) system-deps
+bench: $(NATIVE) $(BENCH_STAMP) system-deps
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_sim.py
 	$(BIN)/python bench/bench_ruletest.py
 	$(BIN)/python bench/bench_prometheus.py
 	$(BIN)/python bench/bench_daemon.py
+	$(BIN)/python bench/bench_fidelity.py

@@ -36,6 +36,7 @@ from autotuner.core.rules import (
     Comparison,
     Condition,
     KnobTemplate,
+    Objective,
     RateLimit,
     RateLimitKind,
     Rule,
@@ -288,10 +289,15 @@ class _Compiler:
                 f"no metric named {spec.metric!r} is declared under metrics:{hint}",
             )
             return None
+        objective = self.objective(base, spec)
         action = self.action((*base, "action"), spec)
         if action is None:
             return None
-        if spec.above is not None:
+        if spec.objective is not None:
+            if objective is None:
+                return None
+            condition = Condition(Comparison.ABOVE, objective.at_most, objective.at_most)
+        elif spec.above is not None:
             condition = Condition(
                 Comparison.ABOVE,
                 spec.above,
@@ -317,6 +323,41 @@ class _Compiler:
             labels=labels_of(spec.labels),
             annotations=labels_of(spec.annotations),
             location=SourceLocation(self.located.file, line),
+            objective=objective,
+        )
+
+    def objective(self, base: tuple[str | int, ...], spec: RuleSpec) -> Objective | None:
+        given = spec.objective
+        if given is None:
+            return None
+        path = (*base, "objective")
+        known = True
+        for field_name in ("load", "utilisation"):
+            metric = getattr(given, field_name)
+            if metric not in self.spec.metrics:
+                hint = did_you_mean(metric, self.spec.metrics)
+                self.problem(
+                    (*path, field_name),
+                    f"no metric named {metric!r} is declared under metrics:{hint}",
+                )
+                known = False
+        if spec.action.scale is None:
+            self.problem(
+                (*base, "action"),
+                "an objective scales a workload: write the action as scale: "
+                "(deployment or statefulset), without factor, step or proportional_to",
+            )
+            known = False
+        if not known:
+            return None
+        return Objective(
+            at_most=given.at_most,
+            aim=given.aim,
+            load=given.load,
+            utilisation=given.utilisation,
+            settle=given.settle,
+            lead=given.lead,
+            fallback_utilisation=given.fallback_utilisation,
         )
 
     def template(self, path: tuple[str | int, ...], text: str, metric: str) -> Template | None:
@@ -382,7 +423,19 @@ class _Compiler:
                 "with; a factor is a ratio such as 1.5 (up) or 0.8 (down)",
             )
             return None
-        if fields.factor is not None:
+        given = fields.changes_given
+        if rule.objective is not None and given:
+            self.problem(
+                (*path, given[0]),
+                f"the rule's objective decides the value: remove {given[0]}, or the objective",
+            )
+            return None
+        if rule.objective is None and not given:
+            self.problem(path, "give exactly one of factor, step or proportional_to")
+            return None
+        if rule.objective is not None:
+            change = Change(ChangeMode.OBJECTIVE, 0.0)
+        elif fields.factor is not None:
             change = Change(ChangeMode.FACTOR, fields.factor)
         elif fields.step is not None:
             change = Change(ChangeMode.STEP, fields.step)
@@ -407,6 +460,7 @@ class _Compiler:
             select=SelectPolicy(fields.select),
             stabilization_window=fields.stabilization_window,
             default=default,
+            stabilize_increases=rule.objective is None,
         )
 
     def budget(self, index: int, spec: BudgetSpec) -> Budget | None:

@@ -82,10 +82,14 @@ class ChangeFields(Strict):
     select: Literal["max", "min"] = "max"
     stabilization_window: Duration = 0.0
 
+    @property
+    def changes_given(self) -> list[str]:
+        return [k for k in ("factor", "step", "proportional_to") if getattr(self, k) is not None]
+
     @model_validator(mode="after")
     def _one_change(self) -> ChangeFields:
-        given = [k for k in ("factor", "step", "proportional_to") if getattr(self, k) is not None]
-        if len(given) != 1:
+        # None at all is for a rule with an objective; the loader checks that.
+        if len(self.changes_given) > 1:
             raise ValueError("give exactly one of factor, step or proportional_to")
         if self.factor == 1 or self.step == 0:
             raise ValueError("a factor of 1 or a step of 0 changes nothing")
@@ -122,9 +126,31 @@ class ActionSpec(Strict):
         return self
 
 
+class ObjectiveSpec(Strict):
+    """Keep the rule's metric at or under `at_most`, aiming at `aim`: see docs/rules.md."""
+
+    at_most: float = Field(gt=0)
+    aim: float = Field(gt=0)
+    load: str = Field(min_length=1)
+    utilisation: str = Field(min_length=1)
+    settle: Duration = 300.0
+    lead: Duration = 90.0
+    fallback_utilisation: float = Field(default=0.6, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _aim_under_slo(self) -> ObjectiveSpec:
+        if self.aim > self.at_most:
+            raise ValueError(
+                f"aim ({self.aim:g}) must not exceed at_most ({self.at_most:g}): aim under the "
+                "SLO, so that noise and the time new replicas take do not break it"
+            )
+        return self
+
+
 class RuleSpec(Strict):
     name: Name
     metric: str
+    objective: ObjectiveSpec | None = None
     above: float | None = None
     below: float | None = None
     clear_below: float | None = None
@@ -139,8 +165,19 @@ class RuleSpec(Strict):
 
     @model_validator(mode="after")
     def _condition(self) -> RuleSpec:
+        if self.objective is not None:
+            given = [
+                k
+                for k in ("above", "below", "clear_above", "clear_below")
+                if getattr(self, k) is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"a rule with an objective needs no condition: remove {', '.join(given)}"
+                )
+            return self
         if (self.above is None) == (self.below is None):
-            raise ValueError("give exactly one condition: above or below")
+            raise ValueError("give exactly one condition: above or below (or an objective)")
         if self.above is not None:
             if self.clear_above is not None:
                 raise ValueError(

@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import NamedTuple
 
-from autotuner.core import policies
+from autotuner.core import objectives, policies
+from autotuner.core.learn import capacity
+from autotuner.core.learn.capacity import CapacityState
 from autotuner.core.model import (
     Decision,
     Direction,
@@ -127,8 +129,10 @@ class _Evaluator:
         readings: Mapping[KnobRef, KnobReading],
         state: EngineState,
         dry_run: bool,
+        answers: Mapping[str, MetricAnswer],
     ) -> None:
         self.now = now
+        self.answers = answers
         self.ruleset = ruleset
         self.readings = readings
         self.state = state
@@ -145,6 +149,12 @@ class _Evaluator:
         self.rule_knobs: dict[str, tuple[str, ...]] = {
             name: knobs for name, knobs in state.rule_knobs.items() if name in ruleset.rules_by_name
         }
+        # What objective rules' targets have learned: kept through outages, dropped with the rule.
+        self.capacity: dict[TargetKey, CapacityState] = {
+            key: model for key, model in state.capacity.items() if key[0] in self.rules_by_name
+        }
+        # Each objective target's model, in words, for its decision's reason.
+        self.explanations: dict[TargetKey, str] = {}
 
     # -- per target -------------------------------------------------------------------------
 
@@ -216,6 +226,93 @@ class _Evaluator:
                 self.observe(rule, labels, value, knob)
         self.rule_knobs[rule.name] = tuple(sorted(named))
         # A series gone from an answer that has others resolves, as in Prometheus.
+        for _, labels in known:
+            if labels not in seen:
+                self.no_data(rule, labels, "the series is absent from the answer", resolve=True)
+
+    def run_objective(self, rule: Rule, answer: MetricAnswer, known: Sequence[TargetKey]) -> None:
+        """An objective rule: every target is in control; its capacity model proposes."""
+        objective = rule.objective
+        assert objective is not None
+        if isinstance(answer, NoData) or not answer.samples:
+            self.run_rule(rule, answer, known)
+            return
+        counts = Counter(sample.labels for sample in answer.samples)
+        knob_for = rule.action.knob.knob_for
+        knobs: dict[Labels, KnobRef] = {}
+        current: dict[Labels, float] = {}
+        for sample in answer.samples:
+            knob = knob_for(sample.labels)
+            if isinstance(knob, str):
+                continue
+            knobs[sample.labels] = knob
+            reading = self.readings.get(knob)
+            if reading is not None and not isinstance(reading, KnobUnreadable):
+                current[sample.labels] = reading.value
+        parameters = objectives.parameters(objective)
+        self.rule_knobs[rule.name] = tuple(sorted(knob.id for knob in knobs.values()))
+        seen: set[Labels] = set()
+        for inputs in objectives.join(
+            rule,
+            objective,
+            answer,
+            self.answers,
+            current,
+            self.now,
+            self.ruleset.max_sample_age,
+        ):
+            labels = inputs.labels
+            seen.add(labels)
+            key = (rule.name, labels)
+            if counts[labels] > 1:
+                self.no_data(rule, labels, f"duplicate series {format_labels(labels)}")
+                continue
+            if inputs.no_data is not None or inputs.latency is None:
+                self.no_data(rule, labels, inputs.no_data or "no value")
+                continue
+            chosen = knobs.get(labels)
+            previous = self.state.targets.get(key, INITIAL_TARGET)
+            if chosen is None:
+                why = knob_for(labels)
+                self.keep(key, previous)
+                self.evaluations.append(
+                    Evaluation(
+                        rule.name,
+                        labels,
+                        previous.phase,
+                        inputs.latency,
+                        f"cannot name the knob: {why}",
+                    )
+                )
+                continue
+            if rule.action.stabilization_window > 0:
+                self.windowed_knobs[chosen.id] = chosen
+            since = previous.active_since if previous.active_since is not None else self.now
+            target = TargetState(Phase.FIRING, since, self.now, previous.last_action, chosen.id)
+            self.keep(key, target)
+            self.evaluations.append(
+                Evaluation(rule.name, labels, Phase.FIRING, inputs.latency, None, chosen)
+            )
+            start = self.current_value(rule, labels, chosen, inputs.latency)
+            if start is None or inputs.observation is None:
+                continue
+            model = capacity.observe(
+                self.capacity.get(key, _NEW_MODEL), self.now, inputs.observation, parameters
+            )
+            self.capacity[key] = model
+            advice = capacity.recommend(model, self.now, inputs.observation, parameters)
+            self.explanations[key] = advice.reason
+            current_value, from_default = start
+            self.shape(
+                rule,
+                labels,
+                chosen,
+                inputs.latency,
+                target,
+                current_value,
+                advice.replicas,
+                from_default,
+            )
         for _, labels in known:
             if labels not in seen:
                 self.no_data(rule, labels, "the series is absent from the answer", resolve=True)
@@ -332,34 +429,57 @@ class _Evaluator:
             Phase.INACTIVE, None, previous.last_true, previous.last_action, knob
         ), False
 
+    def current_value(
+        self, rule: Rule, labels: Labels, knob: KnobRef, value: float
+    ) -> tuple[float, bool] | None:
+        """The knob's value to start from and whether it is the rule's default; None (and a
+        BLOCKED decision) when it cannot be read."""
+        action = rule.action
+        reading = self.readings.get(knob) or KnobUnreadable("its current value was not read")
+        if not isinstance(reading, KnobUnreadable):
+            return reading.value, False
+        if reading.missing and action.default is not None:
+            return action.default, True
+        self.decisions.append(
+            self.decision(
+                rule,
+                labels,
+                knob,
+                Verdict.BLOCKED,
+                value,
+                None,
+                None,
+                None,
+                (),
+                f"cannot act on {knob.id}: {reading.reason}",
+            )
+        )
+        return None
+
     def propose(
         self, rule: Rule, labels: Labels, knob: KnobRef, value: float, target: TargetState
     ) -> None:
+        start = self.current_value(rule, labels, knob, value)
+        if start is None:
+            return
+        current, from_default = start
         action = rule.action
-        reading = self.readings.get(knob) or KnobUnreadable("its current value was not read")
-        from_default = False
-        if isinstance(reading, KnobUnreadable):
-            if reading.missing and action.default is not None:
-                current, from_default = action.default, True
-            else:
-                self.decisions.append(
-                    self.decision(
-                        rule,
-                        labels,
-                        knob,
-                        Verdict.BLOCKED,
-                        value,
-                        None,
-                        None,
-                        None,
-                        (),
-                        f"cannot act on {knob.id}: {reading.reason}",
-                    )
-                )
-                return
-        else:
-            current = reading.value
         proposed = action.change.propose(current, value, action.integer)
+        self.shape(rule, labels, knob, value, target, current, proposed, from_default)
+
+    def shape(
+        self,
+        rule: Rule,
+        labels: Labels,
+        knob: KnobRef,
+        value: float,
+        target: TargetState,
+        current: float,
+        proposed: float,
+        from_default: bool,
+    ) -> None:
+        """The per-rule policies on a proposal: bounds, rate limits, stabilization, cooldown."""
+        action = rule.action
         direction = action.change.direction or (
             Direction.UP if proposed > current else Direction.DOWN
         )
@@ -542,10 +662,17 @@ class _Evaluator:
             proposed=proposed,
             final=final,
             steps=tuple(steps),
-            reason=f"{_describe(rule, value)}: {why}",
+            reason=self.reason(rule, labels, value, why),
             dry_run=self.dry_run,
             from_default=from_default,
         )
+
+    def reason(self, rule: Rule, labels: Labels, value: float | None, why: str) -> str:
+        if rule.objective is None:
+            return f"{_describe(rule, value)}: {why}"
+        model = self.explanations.get((rule.name, labels))
+        described = objectives.describe(rule, value)
+        return f"{described}; {model}: {why}" if model else f"{described}: {why}"
 
     # -- the new state ----------------------------------------------------------------------
 
@@ -587,6 +714,7 @@ class _Evaluator:
 
 
 _NO_HISTORY: tuple[TimedValues, TimedValues] = ((), ())
+_NEW_MODEL = CapacityState()
 
 
 def _recent(pairs: TimedValues, since: float) -> TimedValues:
@@ -612,13 +740,14 @@ def evaluate(
     dry_run: bool = False,
 ) -> TickResult:
     """One tick of every enabled rule: decisions with reasons, and the state after them."""
-    evaluator = _Evaluator(now, ruleset, readings, state, dry_run)
+    evaluator = _Evaluator(now, ruleset, readings, state, dry_run, answers)
     known: dict[str, list[TargetKey]] = defaultdict(list)
     # In a fixed order, so that a restored state decides exactly as the one it was saved from.
     for key in sorted(state.targets):
         known[key[0]].append(key)
     for rule in ruleset.active_rules:
-        evaluator.run_rule(rule, _answer(answers, rule.metric), known.get(rule.name, ()))
+        run = evaluator.run_rule if rule.objective is None else evaluator.run_objective
+        run(rule, _answer(answers, rule.metric), known.get(rule.name, ()))
     # A disabled rule keeps only its cooldowns, so that enabling it again cannot act at once.
     for key, target in state.targets.items():
         owner = evaluator.rules_by_name.get(key[0])
@@ -629,6 +758,7 @@ def evaluate(
         targets=evaluator.targets,
         knobs=evaluator.knob_states(recommendations),
         rule_knobs=evaluator.rule_knobs,
+        capacity=evaluator.capacity,
     )
     return TickResult(tuple(evaluator.decisions), tuple(evaluator.evaluations), new_state)
 
@@ -661,4 +791,6 @@ def record_outcomes(state: EngineState, results: Iterable[tuple[Decision, Outcom
                 knobs[decision.knob.id] = knob_state._replace(
                     changes=(*knob_state.changes, (decision.time, new - old))
                 )
-    return EngineState(targets=targets, knobs=knobs, rule_knobs=state.rule_knobs)
+    return EngineState(
+        targets=targets, knobs=knobs, rule_knobs=state.rule_knobs, capacity=state.capacity
+    )

@@ -91,7 +91,7 @@ def stabilize(
     the HPA's stabilization window does, so one quiet minute does not undo a busy hour.
     """
     window = action.stabilization_window
-    if window <= 0:
+    if window <= 0 or (direction is Direction.UP and not action.stabilize_increases):
         return None
     since = now - window
     recent = [value, *(rec for t, rec in recommendations if t > since)]

@@ -152,6 +152,7 @@ class ChangeMode(StrEnum):
     FACTOR = "factor"  # current x amount
     STEP = "step"  # current + amount
     PROPORTIONAL = "proportional"  # current x value / amount, as the HPA computes replicas
+    OBJECTIVE = "objective"  # the rule's objective and its learned model decide the value
 
 
 # The HPA's default tolerance: a ratio within 10% of 1 changes nothing.
@@ -175,6 +176,15 @@ class Change:
         else:
             direction = None
         object.__setattr__(self, "direction", direction)
+
+    @property
+    def describe(self) -> str:
+        return {
+            ChangeMode.FACTOR: f"x{self.amount:g}",
+            ChangeMode.STEP: f"{self.amount:+g}",
+            ChangeMode.PROPORTIONAL: f"proportional to {self.amount:g}",
+            ChangeMode.OBJECTIVE: "to the objective",
+        }[self.mode]
 
     def propose(self, current: float, value: float, integer: bool) -> float:
         if self.mode is ChangeMode.FACTOR:
@@ -220,11 +230,32 @@ class Action:
     select: SelectPolicy = SelectPolicy.MAX
     stabilization_window: float = 0.0
     default: float | None = None
+    # Whether the stabilization window also holds back increases (threshold rules) or only
+    # decreases (objective rules, as the HPA's default scale-up has no window).
+    stabilize_increases: bool = True
     # Derived once: every decision on this action explains its bounds.
     bounds_note: str = dataclasses.field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bounds_note", f"min {self.minimum:g}, max {self.maximum:g}")
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    """Keep `metric` at or under `at_most`, steering to `aim`, by a learned capacity model.
+
+    `load` names the metric of the requests per second the target serves, `utilisation` the
+    metric of its replicas' mean utilisation (0..1); both are joined to the objective's series
+    by their labels. See `autotuner.core.learn.capacity` for the model and its parameters.
+    """
+
+    at_most: float
+    aim: float
+    load: str
+    utilisation: str
+    settle: float = 300.0
+    lead: float = 90.0
+    fallback_utilisation: float = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +280,16 @@ class Rule:
     labels: Labels = ()
     annotations: Labels = ()
     location: SourceLocation | None = None
+    # A rule with an objective is always in control of its knob: its condition is the SLO
+    # (`metric` above `at_most`) and only describes; the capacity model decides.
+    objective: Objective | None = None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every metric this rule reads."""
+        if self.objective is None:
+            return (self.metric,)
+        return (self.metric, self.objective.load, self.objective.utilisation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +333,7 @@ class RuleSet:
 
     def __post_init__(self) -> None:
         active = tuple(rule for rule in self.rules if rule.enabled)
-        used = {rule.metric for rule in active}
+        used = {metric for rule in active for metric in rule.inputs}
         derived = {
             "active_rules": active,
             "rules_by_name": {rule.name: rule for rule in self.rules},

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
+from autotuner.core.learn.capacity import CapacityState
 from autotuner.core.model import Labels, Phase
 
 STATE_FORMAT = 1
@@ -93,6 +94,8 @@ class EngineState:
     # The knob ids each rule's series named at its last answer with data, so that an outage of
     # a rule's metric still knows which knobs lack an input (and must not be lowered).
     rule_knobs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # What each objective rule's target has learned of its capacity.
+    capacity: Mapping[TargetKey, CapacityState] = field(default_factory=dict)
 
     def target(self, rule: str, labels: Labels) -> TargetState:
         return self.targets.get((rule, labels), INITIAL_TARGET)
@@ -109,6 +112,10 @@ class EngineState:
             ],
             "knobs": {knob: state.to_dict() for knob, state in sorted(self.knobs.items())},
             "rule_knobs": {rule: list(knobs) for rule, knobs in sorted(self.rule_knobs.items())},
+            "capacity": [
+                {"rule": rule, "labels": dict(labels), "model": model.to_dict()}
+                for (rule, labels), model in sorted(self.capacity.items())
+            ],
         }
 
     @staticmethod
@@ -127,4 +134,10 @@ class EngineState:
             str(rule): tuple(str(k) for k in knob_ids)
             for rule, knob_ids in data.get("rule_knobs", {}).items()
         }
-        return EngineState(targets=targets, knobs=knobs, rule_knobs=rule_knobs)
+        capacity = {
+            (str(item["rule"]), tuple(sorted(item["labels"].items()))): CapacityState.from_dict(
+                item["model"]
+            )
+            for item in data.get("capacity", ())
+        }
+        return EngineState(targets=targets, knobs=knobs, rule_knobs=rule_knobs, capacity=capacity)

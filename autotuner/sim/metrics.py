@@ -62,7 +62,9 @@ def catalogue(namespace: str, caches: Sequence[str]) -> dict[str, tuple[SeriesDe
         # As metrics-server reports CPU to the HPA: a one-minute average.
         "api_cpu_utilisation": (SeriesDef(api, "api_utilisation", window=60.0),),
         "ml_cpu_utilisation": (SeriesDef(ml, "ml_utilisation", window=60.0),),
-        "api_requests_per_second": (SeriesDef(api, "load_rps"),),
+        # Request rates as the shipped objective rules read them: a one-minute rate.
+        "api_requests_per_second": (SeriesDef(api, "load_rps", window=60.0),),
+        "ml_requests_per_second": (SeriesDef(ml, "ml_rps", window=60.0),),
     }
 
 

@@ -16,7 +16,7 @@ from autotuner.ruletest.replay import RecordingActuator, ReplaySource
 from autotuner.ruletest.testfile import InputSeries
 
 REPO = Path(__file__).resolve().parents[2]
-API_RULES = load_rules([REPO / "rules" / "api.yaml"])
+API_RULES = load_rules([REPO / "rules" / "examples" / "api-threshold.yaml"])
 API = KnobRef(KnobKind.DEPLOYMENT, "api", "crm")
 LABELS = (("deployment", "api"), ("namespace", "crm"))
 

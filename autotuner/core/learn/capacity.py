@@ -1,0 +1,361 @@
+"""How much load one replica carries at a latency target, learned from what the fleet does.
+
+Two relations, each measured where it is easy to see:
+
+- **Saturation per replica.** Utilisation is load per replica over what one replica serves at
+  full use (the HPA's premise): u = (load / replicas) / s, so s = load / (replicas · u). Each
+  steady minute gives one estimate; the model keeps the median of the last few, so one odd
+  reading moves nothing and a release that halves s is known within a few minutes.
+- **Latency against utilisation.** Latency rises with utilisation, smoothly while the CPU is
+  shared (processor sharing stretches a request by 1 / (1 - u); Kleinrock vol. 2 §4.4) and as a
+  cliff where workers or a downstream saturate first. No one formula fits both, so the model
+  keeps the curve as measured: the mean latency in utilisation bands of 0.025, with exponential
+  forgetting (recent hours count most), made non-decreasing (the running maximum from the
+  lowest band up). Readings far off their band are set aside; a run of them means the relation
+  changed (a release, a slower database), and the curve starts over from the new readings.
+
+From both: the utilisation where the measured curve reaches the aim, less the tolerance as
+headroom (the load may rise that much before latency reaches the aim: on a cliff, a latency
+margin is no load margin), but never more than `reach` past the busiest band measured (it
+does not extrapolate, and learns the rest by going there), is the target utilisation u*. The capacity per replica is c = u* · s, and the replicas needed for a load L
+are ceil(L / c). The load is projected over `lead` seconds along its recent upward trend,
+because new replicas take that long to serve.
+
+Observations count only once the replica count has been steady for `settle` seconds (the
+metric windows then describe the fleet as it is). With too few of them the model says so and
+the caller falls back (see `recommend`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+# Saturation estimates kept; their median is the model's value.
+RATIOS_KEPT = 9
+# Consecutive observations far off their band that mean the relation changed.
+SURPRISES_TO_RELEARN = 4
+# An observation is far off its band past this share of the band's latency.
+SURPRISE_SHARE = 0.5
+BANDS = 40
+BAND_WIDTH = 1.0 / BANDS
+# A band counts once it holds this much weight (about two observations).
+BAND_EVIDENCE = 1.5
+# Target utilisations outside this range are not trusted: below it the fleet would be mostly
+# idle whatever the curve says, above it no curve is flat enough to ride.
+LOWEST_TARGET = 0.3
+HIGHEST_TARGET = 0.9
+# Time constants of the two load averages whose gap gives the load's trend, seconds.
+FAST_LOAD = 60.0
+SLOW_LOAD = 300.0
+
+_EMPTY_BANDS: tuple[float, ...] = (0.0,) * BANDS
+
+
+class CapacityParameters(NamedTuple):
+    aim: float  # the latency the controller steers to
+    at_most: float  # the SLO
+    settle: float = 300.0
+    sample_every: float = 60.0
+    memory: float = 6 * 3600.0  # half-life of an observation's weight
+    min_observations: int = 12
+    fallback_utilisation: float = 0.6
+    lead: float = 90.0
+    # A count within this share of the need is kept (the HPA's tolerance); the target keeps
+    # this much load headroom below the aim's crossing, and a scale-in this much above it.
+    tolerance: float = 0.1
+    # How far past the busiest utilisation it has measured the model may aim.
+    reach: float = 0.05
+
+
+class Observation(NamedTuple):
+    load: float  # requests per second to the whole target
+    latency: float  # the objective's metric, seconds
+    utilisation: float  # the replicas' mean utilisation, 0..1
+    replicas: float  # the replica count the knob holds now
+
+
+class CapacityState(NamedTuple):
+    replicas: float = 0.0
+    steady_since: float | None = None
+    last_sample: float | None = None
+    ratios: tuple[float, ...] = ()
+    # Per utilisation band: forgetting weight and weighted latency sum.
+    band_weight: tuple[float, ...] = _EMPTY_BANDS
+    band_latency: tuple[float, ...] = _EMPTY_BANDS
+    observations: int = 0
+    # The busiest utilisation observed since the curve (re)started: how far it is known.
+    highest_utilisation: float = 0.0
+    surprises: int = 0
+    relearned_at: float | None = None
+    # Two moving averages of the load; their gap gives its trend.
+    load_time: float | None = None
+    fast_load: float = 0.0
+    slow_load: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self._asdict()
+        for name in ("ratios", "band_weight", "band_latency"):
+            data[name] = list(data[name])
+        return data
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> CapacityState:
+        values = dict(data)
+        for name in ("ratios", "band_weight", "band_latency"):
+            values[name] = tuple(float(v) for v in values.get(name, ()))
+        return CapacityState(**values)
+
+
+class Curve(NamedTuple):
+    """What the measured latency curve says about the aim."""
+
+    crossing: float | None  # utilisation where latency reaches the aim; None: not reached
+    highest: float  # the busiest utilisation observed
+    bands: int  # bands with enough evidence
+    observations: int
+
+
+class Recommendation(NamedTuple):
+    replicas: float
+    mode: str  # "model", "capacity" or "reactive"
+    confidence: float  # 0..1
+    reason: str
+    capacity_per_replica: float | None = None
+    # Load per replica at which latency reaches the aim, before the headroom.
+    capacity_at_aim: float | None = None
+    target_utilisation: float | None = None
+    projected_load: float | None = None
+    curve: Curve | None = None
+
+
+def _median(values: tuple[float, ...]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
+def saturation(state: CapacityState) -> float | None:
+    """Requests per second one replica serves at full utilisation, once three minutes agree."""
+    if len(state.ratios) < 3:
+        return None
+    return _median(state.ratios)
+
+
+def _band(utilisation: float) -> int:
+    return min(BANDS - 1, max(0, int(utilisation / BAND_WIDTH)))
+
+
+def _centre(band: int) -> float:
+    return (band + 0.5) * BAND_WIDTH
+
+
+def band_latency(state: CapacityState, band: int) -> float | None:
+    weight = state.band_weight[band]
+    return state.band_latency[band] / weight if weight >= BAND_EVIDENCE else None
+
+
+def curve(state: CapacityState, aim: float) -> Curve:
+    """Walk the bands from the lowest up on the running maximum of their latency."""
+    envelope = 0.0
+    previous_centre: float | None = None
+    bands = 0
+    crossing: float | None = None
+    for band in range(BANDS):
+        latency = band_latency(state, band)
+        if latency is None:
+            continue
+        bands += 1
+        centre = _centre(band)
+        if crossing is not None:
+            continue
+        if max(envelope, latency) > aim:
+            if previous_centre is None:
+                crossing = centre - 0.5 * BAND_WIDTH
+            else:
+                share = (aim - envelope) / (latency - envelope) if latency > envelope else 0.0
+                crossing = previous_centre + share * (centre - previous_centre)
+            continue
+        envelope = max(envelope, latency)
+        previous_centre = centre
+    return Curve(crossing, state.highest_utilisation, bands, state.observations)
+
+
+def _trend(state: CapacityState) -> float:
+    """The load's recent rise in requests per second per second (0 when falling)."""
+    return max(0.0, (state.fast_load - state.slow_load) / (SLOW_LOAD - FAST_LOAD))
+
+
+def _with_load(state: CapacityState, now: float, load: float) -> CapacityState:
+    if state.load_time is None:
+        return state._replace(load_time=now, fast_load=load, slow_load=load)
+    dt = max(0.0, now - state.load_time)
+    fast = state.fast_load + (load - state.fast_load) * (1.0 - math.exp(-dt / FAST_LOAD))
+    slow = state.slow_load + (load - state.slow_load) * (1.0 - math.exp(-dt / SLOW_LOAD))
+    return state._replace(load_time=now, fast_load=fast, slow_load=slow)
+
+
+def observe(
+    state: CapacityState, now: float, seen: Observation, parameters: CapacityParameters
+) -> CapacityState:
+    """Fold one tick's readings into the model."""
+    state = _with_load(state, now, seen.load)
+    if seen.replicas != state.replicas or state.steady_since is None:
+        return state._replace(replicas=seen.replicas, steady_since=now)
+    if now - state.steady_since < parameters.settle:
+        return state
+    if state.last_sample is not None and now - state.last_sample < parameters.sample_every:
+        return state
+    u = seen.utilisation
+    if not (0.02 < u < 0.995 and seen.latency > 0.0 and seen.load > 0.0 and seen.replicas > 0):
+        return state
+    ratios = (*state.ratios, seen.load / (seen.replicas * u))[-RATIOS_KEPT:]
+    band = _band(u)
+    expected = band_latency(state, band)
+    # Judged only where the curve is flat enough to predict: past the aim latency swings
+    # with every queue that builds and drains.
+    if (
+        expected is not None
+        and expected <= parameters.aim
+        and state.observations >= parameters.min_observations
+        and abs(seen.latency - expected) > SURPRISE_SHARE * expected
+    ):
+        surprises = state.surprises + 1
+        if surprises < SURPRISES_TO_RELEARN:
+            return state._replace(last_sample=now, ratios=ratios, surprises=surprises)
+        # The relation changed: start over from here.
+        state = CapacityState(
+            replicas=state.replicas,
+            steady_since=state.steady_since,
+            ratios=ratios[-SURPRISES_TO_RELEARN:],
+            relearned_at=now,
+            load_time=state.load_time,
+            fast_load=state.fast_load,
+            slow_load=state.slow_load,
+        )
+    decay = (
+        0.5 ** ((now - state.last_sample) / parameters.memory)
+        if state.last_sample is not None
+        else 1.0
+    )
+    weights = [w * decay for w in state.band_weight]
+    sums = [s * decay for s in state.band_latency]
+    weights[band] += 1.0
+    sums[band] += seen.latency
+    return state._replace(
+        last_sample=now,
+        ratios=ratios,
+        band_weight=tuple(weights),
+        band_latency=tuple(sums),
+        observations=state.observations + 1,
+        highest_utilisation=max(state.highest_utilisation, u),
+        surprises=0,
+    )
+
+
+def confidence(state: CapacityState, parameters: CapacityParameters) -> float:
+    """0 with nothing learned; 1 with enough observations over at least three bands."""
+    if saturation(state) is None:
+        return 0.0
+    shape = curve(state, parameters.aim)
+    amount = min(1.0, state.observations / parameters.min_observations)
+    spread = min(1.0, shape.bands / 3.0)
+    return round(amount * spread, 3)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def target_utilisation(shape: Curve, parameters: CapacityParameters) -> float:
+    """Where the curve reaches the aim less the tolerance as load headroom, but never more
+    than `reach` past the busiest band measured."""
+    explored = shape.highest + parameters.reach
+    target = explored
+    if shape.crossing is not None:
+        target = min(explored, shape.crossing / (1.0 + parameters.tolerance))
+    return min(HIGHEST_TARGET, max(LOWEST_TARGET, target))
+
+
+def recommend(
+    state: CapacityState,
+    now: float,
+    seen: Observation,
+    parameters: CapacityParameters,
+) -> Recommendation:
+    """The replicas that meet the aim at the load `seen`, with how sure the model is and why.
+
+    - **model**: enough observations over enough of the curve: replicas for the projected
+      load at the learned capacity per replica.
+    - **capacity**: the saturation per replica is known but the curve is not yet: the same at
+      `fallback_utilisation`, a conservative target, as an HPA would hold.
+    - **reactive**: nothing learned yet (or just relearned): scale by latency / aim when over
+      the aim, once per settle period, and never in.
+    While the fleet is steady and its utilisation is past the target, the count also covers
+    that utilisation (the HPA's ratio), so a change the model has not seen yet is met at once.
+    """
+    s = saturation(state)
+    steady = state.steady_since is not None and now - state.steady_since >= parameters.settle
+    current = seen.replicas
+    projected = seen.load + _trend(state) * parameters.lead
+    sure = confidence(state, parameters)
+    if s is None or (state.relearned_at is not None and state.observations < 3):
+        learned = f"too little learned yet ({state.observations} observations)"
+        if seen.latency > parameters.aim and steady and current > 0:
+            ratio = seen.latency / parameters.aim
+            wanted = float(math.ceil(current * min(2.0, ratio)))
+            why = (
+                f"reactive: {learned}; latency {_fmt(seen.latency)}s over the aim "
+                f"{parameters.aim:g}s: x{min(2.0, ratio):.2f}"
+            )
+            return Recommendation(wanted, "reactive", 0.0, why)
+        why = f"reactive: {learned}; latency {_fmt(seen.latency)}s: hold"
+        return Recommendation(current, "reactive", 0.0, why)
+    shape = curve(state, parameters.aim)
+    if state.observations >= parameters.min_observations and sure >= 0.99:
+        utilisation = target_utilisation(shape, parameters)
+        mode = "model"
+        reaches = (
+            f"latency reaches the aim at u {shape.crossing:.2f}"
+            if shape.crossing is not None
+            else f"latency under the aim up to u {shape.highest:.2f}, the busiest measured"
+        )
+        basis = f"{reaches} ({shape.observations} observations over {shape.bands} bands)"
+    else:
+        utilisation = parameters.fallback_utilisation
+        mode = "capacity"
+        basis = (
+            f"latency curve not yet learned ({state.observations} observations over "
+            f"{shape.bands} bands): fallback utilisation {utilisation:g}"
+        )
+    per_replica = utilisation * s
+    needed = math.ceil(projected / per_replica - 1e-9) if projected > 0 else 0
+    # Scale in only to a count that keeps the tolerance as headroom.
+    after_scale_in = (
+        math.ceil(projected * (1.0 + parameters.tolerance) / per_replica - 1e-9)
+        if projected > 0
+        else 0
+    )
+    if needed > current:
+        wanted = needed
+    elif after_scale_in < current:
+        wanted = after_scale_in
+    else:
+        wanted = int(current)
+    why = (
+        f"{mode}: load {_fmt(seen.load)} rps"
+        + (f" rising, {_fmt(projected)} in {parameters.lead:g}s" if projected > seen.load else "")
+        + f"; capacity {_fmt(per_replica)} rps per replica at u {utilisation:.2f} "
+        f"(saturation {_fmt(s)} rps); {basis}; needs {wanted}"
+    )
+    if steady and seen.utilisation > utilisation * (1.0 + parameters.tolerance) and current > 0:
+        by_ratio = math.ceil(current * seen.utilisation / utilisation - 1e-9)
+        if by_ratio > wanted:
+            wanted = by_ratio
+            why += f"; utilisation {seen.utilisation:.2f} is over the target: needs {wanted}"
+    at_aim = shape.crossing * s if shape.crossing is not None else None
+    return Recommendation(
+        float(wanted), mode, sure, why, per_replica, at_aim, utilisation, projected, shape
+    )
