@@ -7,6 +7,7 @@ This module knows nothing of schedulers or signals; `daemon` calls `cycle()` on 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,8 +18,10 @@ from typing import Any, Protocol
 from autotuner.adapters.sql_store import AuditRecord
 from autotuner.control.ports import Actuator, AuditStore, Clock
 from autotuner.control.tick import TickReport, tick
+from autotuner.core import objectives
 from autotuner.core.engine import record_outcomes
-from autotuner.core.model import Decision, Outcome, OutcomeStatus, Phase, Verdict
+from autotuner.core.learn import capacity
+from autotuner.core.model import Decision, Outcome, OutcomeStatus, Phase, Verdict, format_labels
 from autotuner.core.rules import RuleSet
 from autotuner.core.state import EngineState
 from autotuner.runtime.guards import GuardedActuator, WatchedSource
@@ -224,6 +227,7 @@ class Controller:
             return CycleReport(CycleResult.FAILED, 0.0, error=str(error))
         self._state = report.state
         self._report(report)
+        self._publish_models(ruleset, report.state)
         self._metrics.last_success.set(time.time())
         return CycleReport(CycleResult.OK, 0.0, report)
 
@@ -273,6 +277,23 @@ class Controller:
         deleted = self._store.delete_older_than(now - self._retention)
         if deleted:
             log_event(_LOG, "audit.pruned", deleted=deleted, retention_seconds=self._retention)
+
+    def _publish_models(self, ruleset: RuleSet, state: EngineState) -> None:
+        metrics = self._metrics
+        for (rule_name, labels), model in state.capacity.items():
+            rule = ruleset.rules_by_name.get(rule_name)
+            if rule is None or rule.objective is None:
+                continue
+            known = capacity.figures(model, objectives.parameters(rule.objective))
+            target = format_labels(labels)
+            metrics.capacity_observations.labels(rule_name, target).set(known.observations)
+            metrics.capacity_confidence.labels(rule_name, target).set(known.confidence)
+            for gauge, value in (
+                (metrics.capacity_saturation, known.saturation),
+                (metrics.capacity_per_replica, known.capacity_per_replica),
+                (metrics.capacity_target_utilisation, known.target_utilisation),
+            ):
+                gauge.labels(rule_name, target).set(math.nan if value is None else value)
 
     def _report(self, report: TickReport) -> None:
         for evaluation in report.evaluations:

@@ -81,6 +81,38 @@ class ControllerMetrics:
             "Unix time at which the last cycle completed without error.",
             registry=registry,
         )
+        target = ["rule", "target"]
+        self.capacity_saturation = Gauge(
+            "autotuner_capacity_saturation_rps",
+            "Requests per second one replica serves at full utilisation, as an objective "
+            "rule's capacity model has learned it.",
+            target,
+            registry=registry,
+        )
+        self.capacity_per_replica = Gauge(
+            "autotuner_capacity_per_replica_rps",
+            "Requests per second per replica the capacity model plans for at the aim.",
+            target,
+            registry=registry,
+        )
+        self.capacity_target_utilisation = Gauge(
+            "autotuner_capacity_target_utilisation",
+            "The utilisation the capacity model steers to (0..1).",
+            target,
+            registry=registry,
+        )
+        self.capacity_observations = Gauge(
+            "autotuner_capacity_observations",
+            "Settled observations the capacity model rests on.",
+            target,
+            registry=registry,
+        )
+        self.capacity_confidence = Gauge(
+            "autotuner_capacity_confidence",
+            "How sure the capacity model is (0: falls back, 1: decides).",
+            target,
+            registry=registry,
+        )
         self.leader = Gauge(
             "autotuner_leader",
             "1 while this replica holds the leader lease and acts, else 0.",

@@ -433,3 +433,35 @@ def test_a_failed_query_is_reported_on_the_knobs_its_targets_had(rig: Rig) -> No
     assert entry["knob"] == "key/crm:ttl"
     assert entry["labels"] == {"prefix": "crm"}
     assert entry["no_data"] == "Prometheus timed out"
+
+
+OBJECTIVE_RULES = """
+metrics:
+  latency: latency_seconds
+  rps: requests_per_second
+  cpu: cpu_utilisation
+rules:
+  - name: api-slo
+    metric: latency
+    objective: {at_most: 0.5, aim: 0.4, load: rps, utilisation: cpu, settle: 1m}
+    action:
+      scale: {deployment: api, namespace: crm, min: 1, max: 10}
+"""
+
+
+def test_the_capacity_model_is_on_metrics(rig: Rig) -> None:
+    rig.rules.write_text(OBJECTIVE_RULES)
+    rig.controller = rig.build()
+    rig.source.values = {"latency": 0.2, "rps": 100.0, "cpu": 0.5}
+    for _ in range(8):
+        assert rig.controller.cycle().result is CycleResult.OK
+        rig.clock.time += 60.0
+    target = {"rule": "api-slo", "target": "{}"}
+    # 100 rps on 2 replicas at utilisation 0.5: one replica serves 100 rps at full use.
+    assert rig.sample("autotuner_capacity_saturation_rps", **target) == 100.0
+    assert rig.sample("autotuner_capacity_target_utilisation", **target) == 0.6
+    assert rig.sample("autotuner_capacity_per_replica_rps", **target) == 60.0
+    assert (rig.sample("autotuner_capacity_observations", **target) or 0) >= 3
+    assert 0 < (rig.sample("autotuner_capacity_confidence", **target) or 0) < 1
+    saved = rig.store.document
+    assert saved is not None and saved["engine"]["capacity"][0]["rule"] == "api-slo"

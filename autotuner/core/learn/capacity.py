@@ -359,3 +359,27 @@ def recommend(
     return Recommendation(
         float(wanted), mode, sure, why, per_replica, at_aim, utilisation, projected, shape
     )
+
+
+class Figures(NamedTuple):
+    """What a target's model knows, for /metrics and explanations."""
+
+    saturation: float | None
+    target_utilisation: float | None
+    capacity_per_replica: float | None
+    observations: int
+    confidence: float
+
+
+def figures(state: CapacityState, parameters: CapacityParameters) -> Figures:
+    s = saturation(state)
+    sure = confidence(state, parameters)
+    if s is None:
+        return Figures(None, None, None, state.observations, sure)
+    learned = state.observations >= parameters.min_observations and sure >= 0.99
+    utilisation = (
+        target_utilisation(curve(state, parameters.aim), parameters)
+        if learned
+        else parameters.fallback_utilisation
+    )
+    return Figures(s, utilisation, utilisation * s, state.observations, sure)
