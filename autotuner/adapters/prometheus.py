@@ -22,44 +22,45 @@ Queries run concurrently on a bounded thread pool, and one failing query turns o
 metric into `NoData`. Nothing is retried within a tick: the next tick is the retry, and a retry
 would push the tick past its interval.
 
-The queries go through prometheus-api-client's `PrometheusConnect.custom_query`, which hands
-back only `data.result` and reads each answer whole. Hence:
+Each query is one GET (`prometheus_http.get_result`) that keeps only `data.result`. Hence:
 
 - the result type is inferred from the result's shape (a `[time, "value"]` pair is a scalar, or
   a string when the value is not a number; series with `value` form a vector, with `values` a
   matrix), so a PromQL string that reads as a number passes for a scalar;
-- an error answer comes back as the library's "HTTP Status Code N (b'...')", from which the
-  body, and with it Prometheus's own error text, is recovered; warnings are not seen;
-- `max_response_bytes` is checked against the answer's declared Content-Length before it is
-  read; an answer sent without one (a chunked or compressed Prometheus answer) is read whole;
-- `timeout_seconds` bounds opening the connection and each wait for more of the answer, not
-  the whole transfer: a server that trickles its answer can take longer.
+- an answer other than HTTP 200 is reported in Prometheus's own words, taken from its body;
+  warnings are not seen;
+- `max_response_bytes` caps what is read, counted while the answer streams in, whether or not
+  it declares its length: a larger answer is dropped as soon as it passes the cap;
+- `timeout_seconds` bounds the whole query, from sending it to the answer's last byte, so a
+  server that trickles its answer cannot hold a tick.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import math
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from autotuner.adapters.prometheus_http import (
+    AnswerNotJson,
+    AnswerStatus,
+    AnswerTooLarge,
+    AnswerTooSlow,
+    get_result,
+)
 from autotuner.core.answers import answer_from, summary
 from autotuner.core.model import (
     Labels,
@@ -93,8 +94,7 @@ class PrometheusSettings:
     """
 
     url: str
-    # Per query: opening the connection, and then each wait for more of the answer, must take
-    # no longer than this.
+    # Per query: from sending it to the last byte of the answer.
     timeout_seconds: float = 10.0
     staleness_limit_seconds: float = 300.0
     max_concurrency: int = 4
@@ -270,10 +270,6 @@ class _FileSecret:
             ) from error
 
 
-class _TooLarge(Exception):
-    """The answer declared a size past `max_response_bytes`."""
-
-
 class _Unreadable(Exception):
     """Prometheus answered with something that is not a well-formed query API result."""
 
@@ -281,38 +277,24 @@ class _Unreadable(Exception):
 # Connection errors are not retried: the next tick retries, within its own interval.
 _NO_RETRIES = Retry(total=0, raise_on_status=False)
 
-# How PrometheusConnect reports an answer other than HTTP 200: the status and the body's repr.
-_LIBRARY_HTTP_ERROR = re.compile(r"HTTP Status Code (\d+) \((b'.*'|b\".*\")\)", re.DOTALL)
-
 
 class PrometheusSource:
     """A `MetricSource` backed by a Prometheus-compatible query API.
 
     Holds a connection pool and a thread pool: call `close()` (or use `with`) when done.
-    One fetch runs at a time, because the client's headers are those of the fetch under way.
+    One fetch runs at a time, and the credentials read at its start serve all its queries.
     """
 
     def __init__(self, settings: PrometheusSettings) -> None:
         self._settings = settings
         self._session = requests.Session()
-        # PrometheusConnect passes this with each request, so REQUESTS_CA_BUNDLE cannot
-        # override a configured CA bundle.
+        # Passed with each request (see get_result), so REQUESTS_CA_BUNDLE cannot override a
+        # configured CA bundle.
         self._session.verify = settings.ca_bundle or settings.verify_tls
-        self._session.hooks["response"].append(self._refuse_declared_oversize)
         adapter = HTTPAdapter(
             max_retries=_NO_RETRIES, pool_connections=1, pool_maxsize=_POOL_CONNECTIONS
         )
-        self._client = PrometheusConnect(
-            url=settings.url,
-            session=self._session,
-            retry=_NO_RETRIES,
-            # Annotated as int, but handed to requests, which takes fractions of a second.
-            timeout=settings.timeout_seconds,  # type: ignore[arg-type]
-        )
-        # PrometheusConnect mounts an adapter of its own on the URL; mounting this one over it
-        # keeps the pool size and the no-retry policy this module's, whatever the library's
-        # defaults.
-        for prefix in ("http://", "https://", settings.url):
+        for prefix in ("http://", "https://"):
             self._session.mount(prefix, adapter)
         self._pool = ThreadPoolExecutor(
             max_workers=settings.max_concurrency, thread_name_prefix="prometheus-query"
@@ -363,13 +345,9 @@ class PrometheusSource:
                 unsent = NoData(f"{error}; the query was not sent")
                 _LOG.info("no data for metrics %s: %s", ", ".join(unique), unsent.reason)
                 return dict.fromkeys(unique, unsent)
-            # Assigned, never mutated: a rotated token takes effect for a whole fetch.
-            self._client.headers = headers
-            # Annotated as a tuple, but None (no auth) is what the library itself defaults to.
-            self._client.auth = auth  # type: ignore[assignment]
             try:
                 futures: dict[str, Future[MetricAnswer]] = {
-                    name: self._pool.submit(self._answer, query, at)
+                    name: self._pool.submit(self._answer, query, at, headers, auth)
                     for name, query in unique.items()
                 }
             except RuntimeError:  # the pool refuses work once shut down
@@ -385,24 +363,29 @@ class PrometheusSource:
                     answers[name] = NoData(f"the Prometheus source failed unexpectedly: {error!r}")
             return answers
 
-    def _answer(self, query: MetricQuery, at: float) -> MetricAnswer:
-        answer = self._ask(query, at)
+    def _answer(
+        self,
+        query: MetricQuery,
+        at: float,
+        headers: Mapping[str, str],
+        auth: tuple[str, str] | None,
+    ) -> MetricAnswer:
+        answer = self._ask(query, at, headers, auth)
         if isinstance(answer, NoData):
             _LOG.info("no data for metric %s: %s", query.name, answer.reason)
         return answer
 
-    def _ask(self, query: MetricQuery, at: float) -> MetricAnswer:
+    def _ask(
+        self,
+        query: MetricQuery,
+        at: float,
+        headers: Mapping[str, str],
+        auth: tuple[str, str] | None,
+    ) -> MetricAnswer:
         settings = self._settings
         try:
-            result = self._client.custom_query(
-                query.expr,
-                params={
-                    "time": f"{at:.3f}",
-                    # Prometheus gives up a little earlier than this source, so that an
-                    # expensive query is reported as such rather than as a silent server.
-                    "timeout": f"{settings.timeout_seconds * 0.9:.3f}",
-                },
-                timeout=settings.timeout_seconds,  # type: ignore[arg-type]
+            result = self._get(
+                "/api/v1/query", {"query": query.expr, "time": f"{at:.3f}"}, headers, auth
             )
         except Exception as error:
             failure = self._failure(error)
@@ -415,19 +398,45 @@ class PrometheusSource:
             return NoData(f"Prometheus sent an answer this source cannot read: {error}")
         return _to_answer(points, at, settings.staleness_limit_seconds)
 
+    def _get(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        auth: tuple[str, str] | None,
+    ) -> Any:
+        settings = self._settings
+        return get_result(
+            self._session,
+            settings.url + path,
+            # Prometheus gives up a little earlier than this source, so that an expensive
+            # query is reported as such rather than as a silent server.
+            {**params, "timeout": f"{settings.timeout_seconds * 0.9:.3f}"},
+            headers=headers,
+            auth=auth,
+            timeout_seconds=settings.timeout_seconds,
+            max_bytes=settings.max_response_bytes,
+        )
+
     def _failure(self, error: Exception) -> NoData | None:
         """Why a query got no answer, or None when `error` is not a query's failure."""
         settings = self._settings
-        if isinstance(error, PrometheusApiClientException):
-            return _error_answer(str(error))
-        if isinstance(error, _TooLarge):
+        if isinstance(error, AnswerStatus):
+            return _error_answer(error.status, error.body)
+        if isinstance(error, AnswerTooLarge):
             return NoData(
-                f"the answer is larger than {settings.max_response_bytes} bytes; narrow the "
-                "query (aggregate with sum by (...)) so it returns the series the rule uses"
+                f"the answer is larger than {settings.max_response_bytes} bytes (the source's "
+                "max_response_bytes) and was dropped unread past it; narrow the query "
+                "(aggregate with sum by (...)) so it returns the series the rule uses"
             )
-        if isinstance(error, requests.exceptions.JSONDecodeError):
+        if isinstance(error, AnswerTooSlow):
             return NoData(
-                f"Prometheus answered HTTP 200 with a body that is not JSON: {_excerpt(error.doc)}"
+                f"Prometheus at {settings.url} did not send its whole answer within "
+                f"{settings.timeout_seconds:g} s"
+            )
+        if isinstance(error, AnswerNotJson):
+            return NoData(
+                f"Prometheus answered HTTP 200 with a body that is not JSON: {_excerpt(error.body)}"
             )
         if isinstance(error, requests.exceptions.SSLError):
             return NoData(
@@ -444,7 +453,7 @@ class PrometheusSource:
             return NoData(
                 f"cannot reach Prometheus at {settings.url}: {cause[:1].lower()}{cause[1:]}"
             )
-        if isinstance(error, KeyError | TypeError):  # the library looks up data.result
+        if isinstance(error, KeyError | TypeError):  # looking up data.result
             return NoData("Prometheus sent an answer this source cannot read: no data.result")
         return None
 
@@ -454,22 +463,18 @@ class PrometheusSource:
         One request, with the credentials and limits of an instant query. The caller bounds the
         points: Prometheus refuses more than 11,000 per series. NoData says why nothing came.
         """
-        settings = self._settings
         with self._fetch_lock:
             if self._closed:
                 return NoData("the Prometheus source was closed; no query was sent")
             try:
-                self._client.headers, self._client.auth = self._credentials()  # type: ignore[assignment]
+                headers, auth = self._credentials()
             except _CredentialError as error:
                 return NoData(f"{error}; the query was not sent")
             try:
-                result = self._client.custom_query_range(
-                    expr,
-                    start_time=datetime.fromtimestamp(start, UTC),
-                    end_time=datetime.fromtimestamp(end, UTC),
-                    step=f"{step:g}",
-                    params={"timeout": f"{settings.timeout_seconds * 0.9:.3f}"},
-                    timeout=settings.timeout_seconds,  # type: ignore[arg-type]
+                # Whole seconds, as Prometheus's own UI asks.
+                params = {"query": expr, "start": str(round(start)), "end": str(round(end))}
+                result = self._get(
+                    "/api/v1/query_range", {**params, "step": f"{step:g}"}, headers, auth
                 )
             except Exception as error:
                 failure = self._failure(error)
@@ -497,20 +502,9 @@ class PrometheusSource:
             auth = (settings.basic_auth_username, password)
         return headers, auth
 
-    def _refuse_declared_oversize(self, response: requests.Response, **_: Any) -> None:
-        """A response hook: runs before the body is read."""
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._settings.max_response_bytes:
-            response.close()
-            raise _TooLarge
 
-
-def _error_answer(library_error: str) -> NoData:
-    """Prometheus's own words for an answer other than HTTP 200, recovered from the library's."""
-    match = _LIBRARY_HTTP_ERROR.fullmatch(library_error)
-    if match is None:
-        return NoData(f"Prometheus answered with an error: {_excerpt(library_error)}")
-    status, body = int(match.group(1)), ast.literal_eval(match.group(2))
+def _error_answer(status: int, body: bytes) -> NoData:
+    """Prometheus's own words for an answer other than HTTP 200, taken from its body."""
     if status in (401, 403):
         return NoData(
             f"Prometheus refused the credentials (HTTP {status}); check the bearer token "
