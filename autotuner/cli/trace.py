@@ -176,7 +176,7 @@ def _fetch(args: argparse.Namespace) -> str:
     peak = max(per_second)
     mean = math.fsum(per_second) / len(per_second)
     return (
-        f"wrote {output}: {query.minutes} minutes from {query.describe()} in "
+        f"wrote {output}: {query.describe()} in "
         f"{rates.requests} request{'s' if rates.requests > 1 else ''}, mean {mean:.4g} rps, "
         f"peak {peak:.4g} rps; gaps: {gaps}. Replay it: autotuner sim SCENARIO --trace {output}"
     )
