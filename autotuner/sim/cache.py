@@ -14,10 +14,10 @@ Staleness: a hit is stale when the entry it serves is older than the class's upd
 (the origin has moved on by then). Hits fall at ages uniform on (0, T), so the stale share of
 hits is max(0, T - U) / T: zero while the TTL is within the update interval, growing beyond it.
 
-A TTL change acts gradually: entries written under the old TTL keep it, so the effective TTL moves
-toward the new value with a time constant of the current effective TTL. After a flush, key i hits
-again only once requested since; with m = requests to the class since the flush, the share of
-requests to keys touched since is R(m) = Σ p_i (1 - e^{-p_i·m}), and H is scaled by R(m).
+Out of steady state (after a TTL change or a flush) entries expire on the TTL they were written
+with: `cache_cohorts.Cohorts` follows them per popularity node until the class is steady again,
+then this closed form takes over. A flush empties the cache; each key then hits again only once
+requested since, and the cohorts follow the refill.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
+
+from autotuner.sim.cache_cohorts import Cohorts, popularity_nodes
 
 # Cache classes and their TTLs (seconds) from the origin document's L2 (Redis) cache.
 ORIGIN_TTLS: dict[str, float] = {
@@ -109,7 +111,6 @@ class LogTable:
 class CacheTables:
     hit_rate: LogTable
     keys_held: LogTable
-    touched_share: LogTable
 
 
 @lru_cache(maxsize=32)
@@ -118,7 +119,6 @@ def cache_tables(keys: int, exponent: float, points: int = 240) -> CacheTables:
     grid = np.logspace(-4.0, 10.0, points)
     hit = np.empty(points)
     held = np.empty(points)
-    touched = np.empty(points)
     # Whole blocks of grid points at once: a (block x keys) matrix stays within a few MB.
     block = max(1, (1 << 21) // max(keys, 1))
     for start in range(0, points, block):
@@ -126,8 +126,7 @@ def cache_tables(keys: int, exponent: float, points: int = 240) -> CacheTables:
         h = per_key / (1.0 + per_key)
         hit[start : start + block] = h @ popularity
         held[start : start + block] = h.sum(axis=1)
-        touched[start : start + block] = -np.expm1(-per_key) @ popularity
-    return CacheTables(LogTable(grid, hit), LogTable(grid, held), LogTable(grid, touched))
+    return CacheTables(LogTable(grid, hit), LogTable(grid, held))
 
 
 def stale_share(ttl: float, update_interval: float) -> float:
@@ -138,13 +137,23 @@ def stale_share(ttl: float, update_interval: float) -> float:
 
 
 class CacheState:
-    """One class's evolving state: the effective TTL and the requests since the last flush."""
+    """One class's state: the TTL in force, and the held entries' cohorts while not steady.
+
+    Steady (`cohorts` is None): the closed form at this step's rate and the target TTL. A TTL
+    change or a flush starts the cohorts, from the steady state or from empty; once a single
+    TTL has been in force longer than itself and the cohorts hold its steady state, the closed
+    form takes over again.
+    """
 
     __slots__ = (
+        "_ahead",
         "_stale_share",
+        "clock",
+        "cohorts",
         "effective_ttl",
-        "requests_since_flush",
+        "flushed",
         "spec",
+        "steady_ttl",
         "tables",
         "target_ttl",
     )
@@ -153,38 +162,97 @@ class CacheState:
         self.spec = spec
         self.tables = cache_tables(spec.keys, spec.zipf)
         self.target_ttl = spec.ttl
+        # The TTL whose steady state holds while there are no cohorts.
+        self.steady_ttl = spec.ttl
+        # The TTL of the entries held, weighted by keys.
         self.effective_ttl = spec.ttl
-        self.requests_since_flush = math.inf
-        # A function of the effective TTL alone, so recomputed only when that moves.
+        self.cohorts: Cohorts | None = None
+        self.flushed = False
+        self.clock = 0.0
+        # The cohorts' last advance: hit rate, stale share, keys held, until their clock.
+        self._ahead = (0.0, 0.0, 0.0)
         self._stale_share = stale_share(spec.ttl, spec.update_interval)
 
     def set_ttl(self, ttl: float) -> None:
         self.target_ttl = max(0.0, ttl)
 
     def flush(self) -> None:
-        self.requests_since_flush = 0.0
+        self.flushed = True
 
     def step(self, class_rps: float, dt: float) -> tuple[float, float, float, float]:
         """Advance `dt` seconds at `class_rps` requests per second to this class.
 
         Returns the step's hit rate, stale share of hits, memory held (bytes) and misses per
-        second; the effective TTL is `effective_ttl`.
+        second; the TTL of the entries held is `effective_ttl`.
         """
-        if self.effective_ttl != self.target_ttl:
-            time_constant = max(self.effective_ttl, dt)
-            self.effective_ttl += (self.target_ttl - self.effective_ttl) * (
-                1.0 - math.exp(-dt / time_constant)
-            )
-            if abs(self.effective_ttl - self.target_ttl) < 1e-3:
-                self.effective_ttl = self.target_ttl
-            self._stale_share = stale_share(self.effective_ttl, self.spec.update_interval)
-        self.requests_since_flush += class_rps * dt
-        tables = self.tables
-        since_flush = self.requests_since_flush
-        warm = 1.0 if math.isinf(since_flush) else tables.touched_share(since_flush)
-        hit_rate_when_warm, keys_held_when_warm = tables.hit_rate.read_with(
-            tables.keys_held, class_rps * self.effective_ttl
+        spec = self.spec
+        now = self.clock
+        self.clock = now + dt
+        cohorts = self.cohorts
+        if self.flushed or (cohorts is None and self.target_ttl != self.steady_ttl):
+            nodes = popularity_nodes(spec.keys, spec.zipf)
+            if self.flushed:
+                cohorts = Cohorts(nodes, spec.update_interval, now)
+                cohorts.mean_rate = class_rps
+            else:
+                cohorts = Cohorts.steady(
+                    nodes, spec.update_interval, now, class_rps, self.steady_ttl
+                )
+            self.cohorts = cohorts
+            self.flushed = False
+        if cohorts is not None:
+            if cohorts.now <= now + 1e-6 * dt:
+                self._advance(cohorts, class_rps, dt)
+            hit_rate, stale, keys_held = self._ahead
+            return hit_rate, stale, keys_held * spec.object_bytes, class_rps * (1.0 - hit_rate)
+        hit_rate, keys_held = self.tables.hit_rate.read_with(
+            self.tables.keys_held, class_rps * self.steady_ttl
         )
-        hit_rate = hit_rate_when_warm * warm
-        memory_bytes = keys_held_when_warm * warm * self.spec.object_bytes
-        return hit_rate, self._stale_share, memory_bytes, class_rps * (1.0 - hit_rate)
+        return (
+            hit_rate,
+            self._stale_share,
+            keys_held * spec.object_bytes,
+            class_rps * (1.0 - hit_rate),
+        )
+
+    def _advance(self, cohorts: Cohorts, class_rps: float, dt: float) -> None:
+        """Advance the cohorts by whole ticks (as long as the TTLs in force allow) at this rate.
+
+        The dynamics are no faster than a 16th of the shortest TTL, so the cohorts advance that
+        far at once and the ticks up to there read the same figures: a TTL changed meanwhile
+        acts at the next advance.
+        """
+        ticks = _advance_ticks(cohorts, self.target_ttl, dt)
+        hit_rate, stale, keys_held = cohorts.step(class_rps, self.target_ttl, ticks * dt)
+        self._ahead = (hit_rate, stale, keys_held)
+        self.effective_ttl = cohorts.mean_ttl()
+        if cohorts.settled(hit_rate, keys_held):
+            self.cohorts = None
+            self.steady_ttl = self.target_ttl
+            self.effective_ttl = self.target_ttl
+            self._stale_share = stale_share(self.target_ttl, self.spec.update_interval)
+
+
+def _advance_ticks(cohorts: Cohorts, ttl: float, dt: float) -> int:
+    """How many ticks the cohorts may advance at once: a 16th of the shortest TTL, 5 minutes."""
+    shortest = ttl
+    for segment in cohorts.segments:
+        shortest = min(shortest, segment.ttl)
+    return max(1, int(min(shortest / 16.0, 300.0) / dt)) if dt > 0.0 else 1
+
+
+def ttl_step_response(
+    spec: CacheClass, class_rps: list[float], ttls: list[float], dt: float
+) -> list[tuple[float, float, float, float]]:
+    """The model driven from outside: per step, the class's rate and the TTL in force.
+
+    Starts steady at `spec.ttl`; returns per step (hit rate, stale share of hits, memory held in
+    bytes, TTL of the entries held), as the simulator computes them.
+    """
+    cache = CacheState(spec)
+    rows: list[tuple[float, float, float, float]] = []
+    for rate, ttl in zip(class_rps, ttls, strict=True):
+        cache.set_ttl(ttl)
+        hit_rate, stale, memory, _ = cache.step(rate, dt)
+        rows.append((hit_rate, stale, memory, cache.effective_ttl))
+    return rows
