@@ -64,15 +64,20 @@ def cache_aside(
     schedule: Schedule,
     duration: float,
     seed: int,
+    prefix: str | None = None,
 ) -> CacheRun:
-    """Run the request stream against Redis; every key of the run is deleted afterwards."""
+    """Run the request stream against Redis; every key of the run is deleted afterwards.
+
+    Keys are named `prefix` + rank; by default a prefix unique to the run.
+    """
     generator = np.random.default_rng(seed)
     popularity = zipf_popularity(keys, exponent)
     expected = int(rate * duration * 1.2) + 100
     times = np.cumsum(generator.exponential(1.0 / rate, expected))
     times = times[times < duration]
     requested = generator.choice(keys, size=times.size, p=popularity)
-    prefix = f"autotuner-fidelity:{uuid.uuid4().hex}:"
+    if prefix is None:
+        prefix = f"autotuner-fidelity:{uuid.uuid4().hex}:"
     names = [f"{prefix}{index}".encode() for index in range(keys)]
     hits = np.zeros(times.size, dtype=bool)
     lags = np.zeros(times.size)

@@ -1,0 +1,181 @@
+"""How close the simulator's models are to real servers on loopback: measured against modelled.
+
+Run: .venv/bin/python bench/bench_fidelity.py [--workers 16] [--mean-sleep 0.1] [--seed 1]
+
+HTTP (bench/fidelity_http.py): gunicorn with `--workers` sync workers runs an app that sleeps an
+exponential service time (mean `--mean-sleep`) drawn by the load generator's seeded generator.
+An open-loop Poisson generator (asyncio, one connection per request) measures each response
+time from the request's scheduled arrival. First the server's own per-request overhead: mean
+response time less mean sleep at utilisation 0.1. Then p95 at utilisations 0.5-0.95, where
+utilisation is λ·(mean sleep + overhead)/c (the nominal λ·mean sleep/c is shown beside it),
+after a 5 s warm-up from an empty queue; and an overload at 1.25 x the workers' capacity from
+an empty queue, p95 per 5 s window of arrivals. The model is `api_step` with that many workers,
+ample cores, tiny CPU work, `overhead` = the measured overhead and `downstream_seconds` = the
+mean sleep: its p95 with no backlog for the steady rows, and stepped (0.5 s steps, backlog
+carried) for the overload, whose growth (p95 gained per second, first window to last) is
+compared.
+
+Cache (bench/fidelity_cache.py): a Redis cache-aside on 127.0.0.1:6379 (keys under a prefix
+unique to the run, deleted at the end) under Zipf(0.9) requests over 20,000 keys at 2,000 a
+second, started in its steady state, with the TTL 5 s, raised to 15 s at 10 s, cut to 1 s at
+40 s. Time is compressed 60x: the model's variable is λ·T, so this stands for 33 requests a
+second with TTLs 300 -> 900 -> 60 s and 150 s windows. Hit rates per 2.5 s window against
+`CacheState` stepped through the same schedule (0.05 s steps), and in steady state (TTL 5 s over
+0-10 s, 15 s over 25-40 s, a full TTL, 1 s over 57.5-62.5 s) against `cache_tables`.
+
+Goals (issue 10): p95 within 15% up to utilisation 0.9; the overload's growth within 25%; hit
+rate within 1 point in steady state and within 3 points in every window through a TTL change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+REPO = Path(__file__).resolve().parents[1]
+# The harness modules sit beside this file; bench/ is not an installed package.
+sys.path.insert(0, str(REPO))
+
+from bench import fidelity_cache as cache  # noqa: E402
+from bench import fidelity_http as http  # noqa: E402
+
+UTILISATIONS = {0.5: 15.0, 0.7: 20.0, 0.8: 25.0, 0.9: 40.0, 0.95: 30.0}  # measured seconds
+GOAL_UP_TO = 0.9
+WARMUP = 5.0
+P95_GOAL = 0.15
+GROWTH_GOAL = 0.25
+OVERLOAD_FACTOR, OVERLOAD_SECONDS, OVERLOAD_WINDOW = 1.25, 25.0, 5.0
+
+CACHE_KEYS, CACHE_ZIPF, CACHE_RATE = 20000, 0.9, 2000.0
+COMPRESSION = 60.0
+SCHEDULE: cache.Schedule = ((0.0, 5.0), (10.0, 15.0), (40.0, 1.0))
+CACHE_SECONDS = 62.5
+CACHE_WINDOW = 2.5
+STEADY_SPANS = ((5.0, 0.0, 10.0), (15.0, 25.0, 40.0), (1.0, 57.5, 62.5))
+CHANGES = (("raise 5 -> 15 s", 10.0, 40.0), ("cut 15 -> 1 s", 40.0, 57.5))
+STEADY_GOAL, CHANGE_GOAL = 0.01, 0.03
+
+
+def verdict(met: bool) -> str:
+    return "PASS" if met else "MISS"
+
+
+def run_http(workers: int, mean_sleep: float, seed: int) -> list[str]:
+    rows: list[str] = []
+    with http.Gunicorn(workers) as server:
+        overhead, low = http.measure_overhead(server, mean_sleep, 8.0, seed)
+        print(
+            f"  overhead: mean response {low.response_times.mean() * 1000:.1f} ms - mean sleep "
+            f"{low.sleeps.mean() * 1000:.1f} ms = {overhead * 1000:.2f} ms per request "
+            f"({low.arrivals.size} requests at utilisation 0.1)"
+        )
+        for index, (utilisation, seconds) in enumerate(UTILISATIONS.items()):
+            row = http.measure_steady(
+                server, mean_sleep, overhead, utilisation, seconds, WARMUP, seed + 1 + index
+            )
+            judged = utilisation <= GOAL_UP_TO + 1e-9
+            mark = verdict(abs(row.error) <= P95_GOAL) if judged else "(no goal)"
+            rows.append(
+                f"  HTTP p95, utilisation {utilisation:.2f} (nominal {row.nominal:.2f}), "
+                f"{row.rate:5.1f}/s, n={row.requests:5d}: measured {row.measured_p95:6.3f} s, "
+                f"modelled {row.modelled_p95:6.3f} s ({row.error:+6.1%}; M/M/c of the sleeps "
+                f"alone {row.mmc_p95:6.3f} s), send lag {row.mean_send_lag * 1000:.1f} ms  {mark}"
+            )
+            print(rows[-1], flush=True)
+        overload = http.measure_overload(
+            server, mean_sleep, overhead, OVERLOAD_FACTOR, OVERLOAD_SECONDS, OVERLOAD_WINDOW, seed
+        )
+    for (start, stop), measured, modelled in zip(
+        overload.windows, overload.measured_p95, overload.modelled_p95, strict=True
+    ):
+        print(
+            f"    overload window {start:4.0f}-{stop:3.0f} s: p95 measured {measured:6.3f} s, "
+            f"modelled {modelled:6.3f} s"
+        )
+    rows.append(
+        f"  HTTP overload {OVERLOAD_FACTOR:.2f}x capacity ({overload.rate:.0f}/s on {workers} "
+        f"workers): p95 growth measured {overload.measured_growth:.3f} s/s, modelled "
+        f"{overload.modelled_growth:.3f} s/s ({overload.error:+.1%})  "
+        f"{verdict(abs(overload.error) <= GROWTH_GOAL)}"
+    )
+    print(rows[-1], flush=True)
+    return rows
+
+
+def run_cache(seed: int) -> list[str]:
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    try:
+        run = cache.cache_aside(
+            client, CACHE_KEYS, CACHE_ZIPF, CACHE_RATE, SCHEDULE, CACHE_SECONDS, seed
+        )
+    finally:
+        client.close()
+    print(
+        f"  {run.times.size} requests, sent late by {run.lags.mean() * 1000:.1f} ms on average "
+        f"(at most {run.lags.max() * 1000:.0f} ms)"
+    )
+    windows = cache.windows_between(0.0, CACHE_SECONDS, CACHE_WINDOW)
+    modelled = cache.modelled_windows(CACHE_KEYS, CACHE_ZIPF, CACHE_RATE, SCHEDULE, windows)
+    errors: dict[float, float] = {}
+    for (start, stop), model in zip(windows, modelled, strict=True):
+        measured = run.hit_rate(start, stop)
+        errors[start] = model - measured
+        print(
+            f"    window {start:5.1f}-{stop:5.1f} s, TTL {cache.ttl_at(SCHEDULE, start):4.1f} s: "
+            f"hit rate measured {measured:.3f}, modelled {model:.3f} ({100 * (model - measured):+5.1f} pt)"
+        )
+    rows: list[str] = []
+    for ttl, start, stop in STEADY_SPANS:
+        measured = run.hit_rate(start, stop)
+        model = cache.steady_hit_rate(CACHE_KEYS, CACHE_ZIPF, CACHE_RATE, ttl)
+        rows.append(
+            f"  Redis steady hit rate, TTL {ttl:4.1f} s (stands for {ttl * COMPRESSION:4.0f} s), "
+            f"{start:.1f}-{stop:.1f} s: measured {measured:.3f}, modelled {model:.3f} "
+            f"({100 * (model - measured):+.1f} pt)  {verdict(abs(model - measured) <= STEADY_GOAL)}"
+        )
+        print(rows[-1])
+    for label, start, stop in CHANGES:
+        through = [abs(error) for at, error in errors.items() if start <= at < stop]
+        worst = max(through)
+        rows.append(
+            f"  Redis hit rate through a TTL {label}, {start:.0f}-{stop:.1f} s: worst window "
+            f"{100 * worst:.1f} pt, mean {100 * sum(through) / len(through):.1f} pt  "
+            f"{verdict(worst <= CHANGE_GOAL)}"
+        )
+        print(rows[-1])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=16, help="gunicorn sync workers")
+    parser.add_argument("--mean-sleep", type=float, default=0.1, help="mean service time, s")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    started = time.monotonic()
+    print(
+        f"fidelity: {platform.python_implementation()} {platform.python_version()}, "
+        f"{http.describe_machine()}"
+    )
+    print(
+        f"HTTP: gunicorn, {args.workers} sync workers, exponential sleeps of mean "
+        f"{args.mean_sleep * 1000:.0f} ms, open-loop Poisson load"
+    )
+    rows = run_http(args.workers, args.mean_sleep, args.seed)
+    print(
+        f"Redis cache-aside: Zipf({CACHE_ZIPF}) over {CACHE_KEYS} keys, {CACHE_RATE:.0f} req/s, "
+        f"TTL schedule {SCHEDULE} (time compressed {COMPRESSION:.0f}x)"
+    )
+    rows += run_cache(args.seed)
+    print(f"\nmeasured against modelled ({time.monotonic() - started:.0f} s wall):")
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
