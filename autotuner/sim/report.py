@@ -15,7 +15,17 @@ from autotuner.sim.load import describe
 from autotuner.sim.runner import RunResult
 from autotuner.sim.scenario import Expectation, Scenario
 
+# A reversal of a knob's direction counts as a flap when it follows the change it undoes within
+# the knob's window. Deployments, pools and batch sizes show a change within minutes (a start-up
+# delay, one 5-minute metric window): 10 minutes.
 FLAP_WINDOW = 600.0
+# A TTL change shows in the hit rate only after about one TTL (entries written under the old TTL
+# keep it); judging it needs about another. A TTL reversed within twice the TTL it undoes, or
+# within an hour (what a 5-minute hit-rate window, `for:` and a cooldown need at the least), was
+# reversed before the change could be seen.
+TTL_FLAP_WINDOW = 3600.0
+TTL_KEY_MARK = ":cache:ttl:"
+DAY = 86400.0
 # Back to normal means: under the SLO and staying there this long.
 RECOVERED_FOR = 300.0
 
@@ -30,21 +40,45 @@ def _violation_minutes(values: np.ndarray, limit: float, tick: float) -> float:
     return float(np.count_nonzero(values > limit)) * tick / 60.0
 
 
-def flaps(changes: Sequence[AppliedChange], window: float = FLAP_WINDOW) -> dict[str, int]:
-    """Direction reversals of one knob within `window` seconds, per knob."""
+def flap_window(knob: str, value: float) -> float:
+    """How soon a change of `knob` away from `value` (what the change before set) is a flap."""
+    if TTL_KEY_MARK in knob:
+        return max(TTL_FLAP_WINDOW, 2.0 * value)
+    return FLAP_WINDOW
+
+
+def flap_times(changes: Sequence[AppliedChange]) -> dict[str, list[float]]:
+    """Per knob, the moments its direction reversed within the knob's `flap_window`."""
     last: dict[str, tuple[float, int]] = {}
-    counts: dict[str, int] = {}
+    moments: dict[str, list[float]] = {}
     for change in changes:
         direction = 1 if change.new > change.old else -1
         previous = last.get(change.knob)
         if (
             previous is not None
             and previous[1] != direction
-            and change.time - previous[0] <= window
+            and change.time - previous[0] <= flap_window(change.knob, change.old)
         ):
-            counts[change.knob] = counts.get(change.knob, 0) + 1
+            moments.setdefault(change.knob, []).append(change.time)
         last[change.knob] = (change.time, direction)
-    return counts
+    return moments
+
+
+def flaps(changes: Sequence[AppliedChange]) -> dict[str, int]:
+    """Direction reversals per knob, each within the knob's window of the change it undoes."""
+    return {knob: len(moments) for knob, moments in flap_times(changes).items()}
+
+
+def flaps_per_day(changes: Sequence[AppliedChange]) -> dict[str, int]:
+    """Per knob, the most flaps in one day of the run (days counted from its start)."""
+    worst: dict[str, int] = {}
+    for knob, moments in flap_times(changes).items():
+        days: dict[int, int] = {}
+        for moment in moments:
+            day = int(moment // DAY)
+            days[day] = days.get(day, 0) + 1
+        worst[knob] = max(days.values())
+    return worst
 
 
 def recovery_minutes(
@@ -75,6 +109,12 @@ def disturbances(scenario: Scenario) -> list[tuple[float, str]]:
         if fault.kind is not FaultKind.METRIC_OUTAGE:
             moments.append((fault.at, fault.describe()))
     return sorted(moments)
+
+
+def _floor(result: RunResult, deployment: str) -> dict[str, int]:
+    """The fewest replicas the policy would keep, where it says (`floor`)."""
+    floors = dict(result.floors)
+    return {"floor": floors[deployment]} if deployment in floors else {}
 
 
 def build_report(scenario: Scenario, result: RunResult) -> Report:
@@ -142,11 +182,13 @@ def build_report(scenario: Scenario, result: RunResult) -> Report:
             "max_seconds": _round(float(s["ml_p95"].max())),
         },
         "replicas": {
+            **_floor(result, "api"),
             "max": _round(float(s["api_replicas"].max())),
             "mean": _round(float(s["api_replicas"].mean())),
             "replica_hours": _round(float(s["api_replicas"].sum()) * hours),
         },
         "ml_replicas": {
+            **_floor(result, "ml"),
             "max": _round(float(s["ml_replicas"].max())),
             "mean": _round(float(s["ml_replicas"].mean())),
             "replica_hours": _round(float(s["ml_replicas"].sum()) * hours),
@@ -162,7 +204,11 @@ def build_report(scenario: Scenario, result: RunResult) -> Report:
             "budget_breach_minutes": _round(float(s["over_budget"].sum()) * tick / 60.0),
         },
         "actions": {"total": len(result.changes), "by_knob": dict(sorted(by_knob.items()))},
-        "flaps": {"total": sum(knob_flaps.values()), "by_knob": dict(sorted(knob_flaps.items()))},
+        "flaps": {
+            "total": sum(knob_flaps.values()),
+            "by_knob": dict(sorted(knob_flaps.items())),
+            "per_day": dict(sorted(flaps_per_day(result.changes).items())),
+        },
         "recovery": {
             "events": recovery,
             "max_minutes": _round(max(recovered)) if recovered else 0.0,
@@ -177,6 +223,30 @@ def build_report(scenario: Scenario, result: RunResult) -> Report:
 
 def to_json(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=True) + "\n"
+
+
+def against_oracle(report: Mapping[str, Any], oracle: Mapping[str, Any]) -> dict[str, float | None]:
+    """How far a run is from the oracle's lower bound: cost as ratios and extra replica-hours,
+    SLO violations as extra minutes (the oracle's are often 0, where a ratio says nothing)."""
+
+    def figure(run: Mapping[str, Any], path: str) -> float:
+        value = lookup(run, path)
+        return 0.0 if value is None else value
+
+    comparison: dict[str, float | None] = {}
+    for name, path in (
+        ("replica_hours", "replicas.replica_hours"),
+        ("ml_replica_hours", "ml_replicas.replica_hours"),
+    ):
+        mine, bound = figure(report, path), figure(oracle, path)
+        comparison[f"{name}_ratio"] = _round(mine / bound) if bound > 0 else None
+        comparison[f"{name}_extra"] = _round(mine - bound)
+    for name, path in (
+        ("api_violation_minutes", "api_p95.violation_minutes"),
+        ("ml_violation_minutes", "ml_p95.violation_minutes"),
+    ):
+        comparison[f"{name}_extra"] = _round(figure(report, path) - figure(oracle, path))
+    return comparison
 
 
 def lookup(report: Mapping[str, Any], path: str) -> float | None:

@@ -3,7 +3,8 @@
 The `rules` policy is the product itself: `autotuner.control.tick.tick` with the modelled system
 as the metric source and the actuator, exactly as the daemon calls it against Prometheus and
 Kubernetes. The simulator holds no decision logic for it. `hpa` is the Kubernetes HPA port on
-the API and ML deployments, for comparison; `static` never changes anything.
+the API and ML deployments, for comparison; `static` never changes anything; `oracle` knows the
+load ahead and is the lower bound the others are measured against (`oracle`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Protocol
 import numpy as np
 
 from autotuner.control.tick import tick
-from autotuner.core.model import KnobKind, KnobRef, Verdict, labels_of
+from autotuner.core.model import Verdict
 from autotuner.core.rules import RuleSet
 from autotuner.core.state import EngineState
 from autotuner.sim.actuators import AppliedChange, SimActuator
-from autotuner.sim.hpa import SYNC_PERIOD, HorizontalPodAutoscaler, HPASpec
+from autotuner.sim.hpa_config import hpa_specs, rule_bounds
+from autotuner.sim.hpa_controller import HPAController
 from autotuner.sim.load import offered_rps, tick_times
 from autotuner.sim.metrics import SimMetricSource, catalogue
+from autotuner.sim.oracle import OracleController
 from autotuner.sim.scenario import Scenario
 from autotuner.sim.system import System
 
@@ -34,6 +37,7 @@ class Policy(StrEnum):
     RULES = "rules"
     HPA = "hpa"
     STATIC = "static"
+    ORACLE = "oracle"
 
 
 class Controller(Protocol):
@@ -59,41 +63,6 @@ class RulesController:
             self.no_data_ticks += 1
 
 
-class HPAController:
-    """One HPA per deployment on CPU utilisation, synced every 15 s as the controller is."""
-
-    def __init__(
-        self,
-        specs: dict[str, HPASpec],
-        system: System,
-        source: SimMetricSource,
-        actuator: SimActuator,
-    ) -> None:
-        self._hpas = {name: HorizontalPodAutoscaler(spec) for name, spec in specs.items()}
-        self._system = system
-        self._source = source
-        self._actuator = actuator
-        self._namespace = system.spec.namespace
-        self._last_sync = -SYNC_PERIOD
-
-    def control(self, now: float) -> None:
-        if now - self._last_sync < SYNC_PERIOD - 1e-9:
-            return
-        self._last_sync = now
-        for name, hpa in self._hpas.items():
-            deployment = self._system.deployment(name)
-            if deployment is None:
-                continue
-            labels = labels_of({"namespace": self._namespace, "deployment": name})
-            utilisation = self._source.value(f"{name}_cpu_utilisation", labels, now)
-            current = deployment.desired
-            desired = hpa.reconcile(
-                now, current, deployment.ready, len(deployment.starting), utilisation
-            )
-            if desired != current:
-                self._actuator.set(KnobRef(KnobKind.DEPLOYMENT, name, self._namespace), desired)
-
-
 class StaticController:
     """Leaves every knob where the scenario set it: the cost of doing nothing."""
 
@@ -110,6 +79,8 @@ class RunResult:
     changes: tuple[AppliedChange, ...]
     blocked_decisions: int
     no_data_ticks: int
+    # The fewest replicas the policy would keep, per deployment it governs.
+    floors: tuple[tuple[str, int], ...] = ()
 
 
 def run(
@@ -132,14 +103,24 @@ def run(
     )
     actuator = SimActuator(system, policy.value)
     controller: Controller
+    floors: tuple[tuple[str, int], ...] = ()
     if policy is Policy.RULES:
         if ruleset is None:
             raise ValueError("the rules policy needs rule files: set `rules:` in the scenario")
         controller = RulesController(ruleset, source, actuator)
+        bounds = rule_bounds(ruleset, series, system.spec.namespace)
+        floors = tuple((name, low) for name, (low, _) in sorted(bounds.items()))
     elif policy is Policy.HPA:
-        controller = HPAController(scenario.hpa_specs(), system, source, actuator)
+        specs = hpa_specs(scenario, ruleset, series)
+        controller = HPAController(specs, system, source, actuator, series)
+        floors = tuple((name, spec.min_replicas) for name, spec in specs.items())
+    elif policy is Policy.ORACLE:
+        oracle = OracleController(scenario, times, load, system, actuator)
+        controller = oracle
+        floors = oracle.floors
     else:
         controller = StaticController()
+        floors = (("api", scenario.system.api.replicas), ("ml", scenario.system.ml.replicas))
 
     # Every step's signals, one step after another (the system names the same signals in the
     # same order each step), split into one array per signal at the end.
@@ -169,4 +150,5 @@ def run(
         changes=tuple(actuator.changes),
         blocked_decisions=controller.blocked if isinstance(controller, RulesController) else 0,
         no_data_ticks=controller.no_data_ticks if isinstance(controller, RulesController) else 0,
+        floors=floors,
     )

@@ -21,7 +21,7 @@ from autotuner.config.yaml_positions import Located, read_located
 from autotuner.sim.api import APISpec
 from autotuner.sim.cache import CacheClass
 from autotuner.sim.faults import Fault, FaultKind
-from autotuner.sim.hpa import HPASpec
+from autotuner.sim.hpa_config import BUILT_IN_LIMITS, HPAFileSpec, HPASettings, compile_hpa
 from autotuner.sim.load import (
     Base,
     Constant,
@@ -155,17 +155,6 @@ class MetricsFileSpec(Strict):
     noise: float = Field(default=0.02, ge=0, le=1)
 
 
-class HPALimits(Strict):
-    min: int = Field(default=1, ge=1)
-    max: int = Field(default=20, ge=1)
-
-
-class HPAFileSpec(Strict):
-    target_utilisation: float = Field(default=0.7, gt=0, le=1)
-    api: HPALimits = HPALimits(min=2, max=20)
-    ml: HPALimits = HPALimits(min=1, max=10)
-
-
 class SLOFileSpec(Strict):
     api_p95: float = Field(default=0.5, gt=0)
     ml_p95: float = Field(default=0.1, gt=0)
@@ -182,7 +171,7 @@ class ScenarioFileSpec(Strict):
     faults: tuple[FaultFileSpec, ...] = ()
     metrics: MetricsFileSpec = MetricsFileSpec()
     rules: tuple[str, ...] = ()
-    policy: Literal["rules", "hpa", "static"] = "rules"
+    policy: Literal["rules", "hpa", "static", "oracle"] = "rules"
     hpa: HPAFileSpec = HPAFileSpec()
     slos: SLOFileSpec = SLOFileSpec()
     expect: tuple[str, ...] = ()
@@ -239,14 +228,14 @@ class Scenario:
     rule_paths: tuple[Path, ...] = ()
     policy: str = "rules"
     hpa_target: float = 0.7
-    hpa_limits: tuple[tuple[str, int, int], ...] = (("api", 2, 20), ("ml", 1, 10))
+    # What `hpa:` sets, else the built-in limits; the HPA itself takes the rules' where the
+    # scenario sets nothing (`hpa_config.hpa_specs`).
+    hpa_limits: tuple[tuple[str, int, int], ...] = (("api", 2, 20), ("ml", 2, 10))
+    hpa_settings: tuple[HPASettings, ...] = (HPASettings("api"), HPASettings("ml"))
     slos: SLOs = field(default_factory=SLOs)
     expectations: tuple[Expectation, ...] = ()
     description: str = ""
     file: str = ""
-
-    def hpa_specs(self) -> dict[str, HPASpec]:
-        return {name: HPASpec(low, high, self.hpa_target) for name, low, high in self.hpa_limits}
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -440,6 +429,7 @@ def _compile(spec: ScenarioFileSpec, located: Located, path: Path) -> Scenario:
             raise ConfigError(
                 [located.problem(("rules", index), f"no such file or folder: {rule_path}")]
             )
+    hpa_settings = compile_hpa(spec.hpa, located)
     return Scenario(
         name=spec.name or path.stem,
         settings=SimSettings(
@@ -451,12 +441,16 @@ def _compile(spec: ScenarioFileSpec, located: Located, path: Path) -> Scenario:
         rule_paths=rule_paths,
         policy=spec.policy,
         hpa_target=spec.hpa.target_utilisation,
-        hpa_limits=(
-            ("api", spec.hpa.api.min, spec.hpa.api.max),
-            ("ml", spec.hpa.ml.min, spec.hpa.ml.max),
-        ),
+        hpa_limits=tuple((h.deployment, *_with_defaults(h)) for h in hpa_settings),
+        hpa_settings=hpa_settings,
         slos=SLOs(spec.slos.api_p95, spec.slos.ml_p95),
         expectations=_expectations(spec, located),
         description=spec.description,
         file=str(path),
     )
+
+
+def _with_defaults(settings: HPASettings) -> tuple[int, int]:
+    low, high = BUILT_IN_LIMITS[settings.deployment]
+    low = settings.min_replicas if settings.min_replicas is not None else low
+    return low, settings.max_replicas if settings.max_replicas is not None else high
