@@ -15,7 +15,7 @@ from autotuner.sim.api import APISpec, api_step
 from autotuner.sim.cache import ORIGIN_TTLS, CacheClass, CacheState
 from autotuner.sim.faults import Fault, FaultKind
 from autotuner.sim.ml import MLSpec, ml_step
-from autotuner.sim.pool import DatabaseSpec, pool_step
+from autotuner.sim.pool import DatabaseSpec, PoolReading, pool_step
 
 
 def origin_caches() -> tuple[CacheClass, ...]:
@@ -164,7 +164,7 @@ class System:
             query_rate,
             self.api.ready,
             self.pool_size,
-            _factor(self._slow_database, now),
+            span_factor(self._slow_database, now),
             self.pool_backlog,
             dt,
         )
@@ -176,14 +176,12 @@ class System:
         )
 
         queries_per_request = query_rate / rps if rps > 0 else 0.0
-        downstream = (
-            queries_per_request * (pool.wait + pool.query_seconds) + spec.ml.share * ml_mean
-        )
+        downstream = downstream_seconds(queries_per_request, pool, spec.ml.share, ml_mean)
         api_p95, api_mean, api_utilisation, self.api_backlog, api_dropped = api_step(
             spec.api,
             rps,
             self.api.ready,
-            spec.api.cpu_seconds * _factor(self._slow_deploy, now),
+            spec.api.cpu_seconds * span_factor(self._slow_deploy, now),
             downstream,
             self.api_backlog,
             dt,
@@ -213,7 +211,14 @@ class System:
         return signals
 
 
-def _factor(faults: tuple[Fault, ...], now: float) -> float:
+def downstream_seconds(
+    queries_per_request: float, pool: PoolReading, ml_share: float, ml_mean: float
+) -> float:
+    """Seconds an API request spends waiting on the database and the ML service."""
+    return queries_per_request * (pool.wait + pool.query_seconds) + ml_share * ml_mean
+
+
+def span_factor(faults: tuple[Fault, ...], now: float) -> float:
     """The product of the factors of those `faults` in effect at `now` (1.0 when none is)."""
     factor = 1.0
     for fault in faults:
