@@ -90,6 +90,9 @@ CACHES: Mapping[str, CacheTraffic] = {
     "cold": CacheTraffic(0, 0, 0),
 }
 
+# Per deployment: CPU cores in use, and the cores its pods request (utilisation = the ratio).
+CPU: Mapping[str, tuple[float, float]] = {"api": (1.2, 2.0), "ml": (0.5, 1.0)}
+
 # Per API pod: database connections in use, and the pool's size.
 DB_POOLS: Mapping[str, tuple[float, float]] = {"api-0": (17, 20), "api-1": (15, 20)}
 
@@ -140,6 +143,17 @@ class CrmAppCollector(Collector):
             in_use.add_metric([pod], used)
             size.add_metric([pod], most)
         families.extend((in_use, size))
+        labels = ("namespace", "deployment")
+        cpu_used = CounterMetricFamily(
+            "container_cpu_usage_seconds", "CPU seconds used.", labels=labels
+        )
+        cpu_requested = GaugeMetricFamily(
+            "kube_pod_container_resource_requests", "Requested.", labels=(*labels, "resource")
+        )
+        for deployment, (cores, requested) in CPU.items():
+            cpu_used.add_metric([NAMESPACE, deployment], cores * elapsed)
+            cpu_requested.add_metric([NAMESPACE, deployment, "cpu"], requested)
+        families.extend((cpu_used, cpu_requested))
         return families
 
 
