@@ -136,14 +136,28 @@ def redacted(url: str) -> str:
         return "<an unparseable database URL>"
 
 
+# The drivers installed with autotuner, as (backend, driver); any other would end in an import
+# error of a module that is not there.
+SUPPORTED_DRIVERS = frozenset({("sqlite", "pysqlite"), ("postgresql", "psycopg")})
+_SUPPORTED_URLS = "sqlite:///path/audit.sqlite or postgresql+psycopg://user@host:5432/dbname"
+
+
 def _create_engine(url: str, *, create: bool) -> Engine:
     try:
         parsed = make_url(url)
+        # Names the dialect's default driver when the URL gives none; imports no driver.
+        driver = (parsed.get_backend_name(), parsed.get_driver_name())
     except ArgumentError as err:
         raise StoreError(
-            f"{url!r} is not a database URL; give one like sqlite:///path/audit.sqlite or "
-            "postgresql+psycopg://user@host:5432/dbname"
+            f"{redacted(url)!r} is not a database URL this store can use; give one like "
+            f"{_SUPPORTED_URLS}"
         ) from err
+    if driver not in SUPPORTED_DRIVERS:
+        raise StoreError(
+            f"the database URL {redacted(url)} needs the {'+'.join(driver)} driver, which "
+            f"autotuner does not support; the audit store runs on SQLite or on PostgreSQL "
+            f"through psycopg: {_SUPPORTED_URLS}"
+        )
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(parsed, pool_pre_ping=True)
     database = parsed.database or ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -397,6 +398,42 @@ def test_a_database_that_cannot_be_opened_gives_a_clear_error(url: str, message:
         SqlStore(url)
 
     assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("mysql://u:hunter2@db/audit", "mysql+mysqldb"),
+        ("postgresql+asyncpg://u:hunter2@db/audit", "postgresql+asyncpg"),
+        ("sqlite+pysqlcipher://u:hunter2@/audit.sqlite", "sqlite+pysqlcipher"),
+    ],
+)
+def test_a_driver_that_is_not_supported_is_named_with_those_that_are(url: str, driver: str) -> None:
+    with pytest.raises(StoreError) as raised:
+        SqlStore(url)
+    message = str(raised.value)
+    assert f"needs the {driver} driver, which autotuner does not support" in message
+    assert "sqlite:///path/audit.sqlite or postgresql+psycopg://" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_the_cli_names_the_supported_drivers_without_a_traceback(how: str) -> None:
+    url = "postgresql+asyncpg://u:hunter2@db/audit"
+    flag = ["--database-url", url] if how == "flag" else []
+    env = {**os.environ, "AUTOTUNER_DATABASE_URL": url} if how == "environment" else None
+    done = subprocess.run(
+        [sys.executable, "-m", "autotuner", "history", *flag],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr
+    assert "ModuleNotFoundError" not in done.stderr
+    assert "needs the postgresql+asyncpg driver" in done.stderr
+    assert "hunter2" not in done.stderr
 
 
 def test_a_schema_cannot_be_given_for_sqlite(tmp_path: Path) -> None:
