@@ -20,7 +20,8 @@ unique to the run, deleted at the end) under Zipf(0.9) requests over 20,000 keys
 second, started in its steady state, with the TTL 5 s, raised to 15 s at 10 s, cut to 1 s at
 40 s. Time is compressed 60x: the model's variable is λ·T, so this stands for 33 requests a
 second with TTLs 300 -> 900 -> 60 s and 150 s windows. Hit rates per 2.5 s window against
-`CacheState` stepped through the same schedule (0.05 s steps), and in steady state (TTL 5 s over
+`ttl_step_response` (the simulator's `CacheState`) through the same schedule in 0.05 s steps,
+and in steady state (TTL 5 s over
 0-10 s, 15 s over 25-40 s, a full TTL, 1 s over 57.5-62.5 s) against `cache_tables`.
 
 Goals (issue 10): p95 within 15% up to utilisation 0.9; the overload's growth within 25%; hit

@@ -11,15 +11,16 @@ run and only those are deleted afterwards.
 The cache starts in its steady state rather than empty: key i is present with the model's
 probability h_i = l_i·T / (1 + l_i·T), with a remaining TTL uniform on (0, T) (an entry's age
 is uniform over its life). A cold start would insert every popular key at once and make them
-expire together every T seconds, ringing for many TTLs; the model's `CacheState` also starts in
-its steady state.
+expire together every T seconds, ringing for many TTLs; the model, too, starts in its steady
+state.
 
 Time is compressed: the model's variable is λ·T, so a run at k times the request rate with
 TTLs divided by k stands for the slower system; TTLs go in milliseconds (PX), so short ones are
 exact.
 
-The model is driven through `autotuner.sim.cache` only (`CacheClass`, `CacheState`,
-`cache_tables`), stepped at the same request rate and TTL schedule.
+The model is driven through `autotuner.sim.cache` only: `ttl_step_response` (the simulator's
+`CacheState` stepped at the same request rate and TTL schedule, from its steady state) and
+`cache_tables` for the steady state.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from autotuner.sim.cache import CacheClass, CacheState, cache_tables, zipf_popularity
+from autotuner.sim.cache import CacheClass, cache_tables, ttl_step_response, zipf_popularity
 
 # TTL schedule: (from second, TTL seconds), sorted, the first from 0.
 Schedule = tuple[tuple[float, float], ...]
@@ -157,22 +158,18 @@ def modelled_windows(
     windows: list[tuple[float, float]],
     dt: float = 0.05,
 ) -> list[float]:
-    """`CacheState` stepped through the schedule; per window the mean of its steps' hit rate."""
-    state = CacheState(
-        CacheClass(name="fidelity", ttl=schedule[0][1], keys=keys, zipf=exponent, share=1.0)
-    )
-    end = windows[-1][1]
-    steps: list[tuple[float, float]] = []
-    t, ttl = 0.0, schedule[0][1]
-    while t < end - 1e-9:
-        if ttl_at(schedule, t) != ttl:
-            ttl = ttl_at(schedule, t)
-            state.set_ttl(ttl)
-        hit_rate = state.step(rate, dt)[0]
-        steps.append((t + dt / 2.0, hit_rate))
-        t += dt
+    """`ttl_step_response` through the schedule, from its steady state at the first TTL; per
+    window the mean of its steps' hit rates."""
+    spec = CacheClass(name="fidelity", ttl=schedule[0][1], keys=keys, zipf=exponent, share=1.0)
+    count = round(windows[-1][1] / dt)
+    middles = [(step + 0.5) * dt for step in range(count)]
+    ttls = [ttl_at(schedule, middle - dt / 2.0) for middle in middles]
+    rows = ttl_step_response(spec, [rate] * count, ttls, dt)
     return [
-        float(np.mean([h for mid, h in steps if start <= mid < stop])) for start, stop in windows
+        float(
+            np.mean([row[0] for mid, row in zip(middles, rows, strict=True) if start <= mid < stop])
+        )
+        for start, stop in windows
     ]
 
 
