@@ -234,7 +234,9 @@ def modelled_windows(
 
 @dataclass(frozen=True, slots=True)
 class SteadyRow:
+    # λ·(E[sleep] + overhead)/c, the workers' true utilisation; `nominal` leaves out the overhead.
     utilisation: float
+    nominal: float
     rate: float
     requests: int
     measured_p95: float
@@ -291,13 +293,14 @@ def measure_steady(
     warmup: float,
     seed: int,
 ) -> SteadyRow:
-    """p95 of the requests arriving after `warmup`, at nominal utilisation λ·E[sleep]/c."""
+    """p95 of the requests arriving after `warmup`, at utilisation λ·(E[sleep] + overhead)/c."""
     workers = server.workers
-    rate = utilisation * workers / mean_sleep
+    rate = utilisation * workers / (mean_sleep + overhead)
     run = open_loop(server.port, rate, mean_sleep, warmup + duration, seed)
     kept = run.between(warmup, warmup + duration)
     return SteadyRow(
         utilisation=utilisation,
+        nominal=rate * mean_sleep / workers,
         rate=rate,
         requests=int(kept.arrivals.size),
         measured_p95=kept.p95(),
@@ -316,9 +319,10 @@ def measure_overload(
     window: float,
     seed: int,
 ) -> OverloadResult:
-    """`factor` x the workers' nominal capacity from an empty queue; p95 per arrival window."""
+    """`factor` x the workers' capacity c/(E[sleep] + overhead) from an empty queue; p95 per
+    arrival window."""
     workers = server.workers
-    rate = factor * workers / mean_sleep
+    rate = factor * workers / (mean_sleep + overhead)
     run = open_loop(server.port, rate, mean_sleep, duration, seed)
     count = max(2, math.floor(duration / window + 1e-9))
     windows = [(i * window, (i + 1) * window) for i in range(count)]
