@@ -69,6 +69,13 @@ def _run_one(scenario: Scenario, policy: Policy, ruleset: RuleSet | None) -> Run
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if args.plot:
+        from autotuner.sim.plot import plot_target_problem
+
+        problem = plot_target_problem(args.plot)
+        if problem is not None:
+            print(f"autotuner sim: --plot {problem}", file=sys.stderr)
+            return 2
     scenario = load_scenario(args.scenario)
     if args.trace is not None:
         scenario = _with_trace(scenario, args)

@@ -6,6 +6,7 @@ value, everything else its mean), so a three-week run stays readable. Fault span
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib.backend_bases import FigureCanvasBase
 
 from autotuner.sim.faults import INSTANT_KINDS
 from autotuner.sim.runner import RunResult
@@ -34,6 +36,23 @@ def _binned(values: np.ndarray, size: int, worst: bool = False) -> np.ndarray:
 
 def _knob_label(knob: str) -> str:
     return knob.removeprefix("deployment/").removeprefix("key/").replace("crm:cache:ttl:", "ttl ")
+
+
+def plot_target_problem(out: Path) -> str | None:
+    """Why a plot cannot be written to `out`, or None; checked before a run, so that a long
+    run is not lost to a typo in the file name."""
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    if out.suffix.lower().removeprefix(".") not in formats:
+        return (
+            f"{out}: cannot tell the image format from {out.suffix or 'a name without a suffix'}; "
+            f"end the name with one of {', '.join('.' + f for f in formats)}"
+        )
+    folder = out.parent
+    if not folder.is_dir():
+        return f"{out}: the folder {folder} does not exist; create it or write the plot elsewhere"
+    if not os.access(folder, os.W_OK):
+        return f"{out}: the folder {folder} is not writable"
+    return None
 
 
 def plot_runs(scenario: Scenario, results: Sequence[RunResult], out: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from autotuner.cli import sim as sim_command
 from autotuner.cli.main import main
 
 SCENARIO = """\
@@ -63,3 +64,30 @@ def test_bad_file_exits_2_with_file_and_line(
     assert main(["sim", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:3:" in err and "load.base.constant" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing-folder/run.png", "missing-folder does not exist; create it"),
+        ("run.pgn", "cannot tell the image format from .pgn; end the name with one of"),
+        ("run", "cannot tell the image format from a name without a suffix"),
+    ],
+)
+def test_a_plot_that_cannot_be_written_fails_before_the_run(
+    scenario: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    message: str,
+) -> None:
+    def no_run(*args: object) -> None:
+        raise AssertionError("the simulation ran before the plot's file name was checked")
+
+    monkeypatch.setattr(sim_command.runner, "run", no_run)
+    assert main(["sim", str(scenario), "--plot", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert f"autotuner sim: --plot {tmp_path / name}: " in err
+    assert message in err
+    assert ".png" in err or "folder" in err
