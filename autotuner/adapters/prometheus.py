@@ -108,8 +108,8 @@ class PrometheusSettings:
     verify_tls: bool = True
     # Sent with every query, e.g. {"X-Scope-OrgID": "tenant-a"} for Mimir, Cortex or Thanos.
     extra_headers: Mapping[str, str] = field(default_factory=dict, hash=False)
-    # An answer declaring a larger Content-Length is refused before it is read: a query
-    # matching far more series than a rule can use is a mistake in the rule.
+    # What is read of one answer, counted as it streams in; a larger one is dropped at the
+    # cap: a query matching far more series than a rule can use is a mistake in the rule.
     max_response_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
