@@ -23,7 +23,8 @@ def step(spec: APISpec, rps: float, backlog: float = 0.0, dt: float = 1.0) -> tu
 
 
 def run(spec: APISpec, loads: list[float], dt: float = 1.0) -> list[tuple[float, ...]]:
-    backlog, readings = 0.0, []
+    backlog = 0.0
+    readings: list[tuple[float, ...]] = []
     for rps in loads:
         reading = api_step(spec, rps, spec.replicas, spec.cpu_seconds, SLEEP, backlog, dt)
         backlog = reading[3]
