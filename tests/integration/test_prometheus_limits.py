@@ -4,6 +4,9 @@ chunked without a Content-Length (as Prometheus sends large ones), and one that 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import logging
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -14,6 +17,8 @@ import pytest
 
 from autotuner.adapters.prometheus import PrometheusSettings, PrometheusSource
 from autotuner.core.model import MetricQuery, NoData, Series
+from autotuner.runtime.logging import configure_logging
+from tests.integration.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +155,24 @@ def test_an_answer_trickling_in_ends_at_the_whole_query_deadline(mode: str) -> N
     # Each byte came well within any per-read timeout; only the whole-query deadline ends it.
     assert 1.0 <= elapsed < 1.6
     assert 3 <= api.sent_bytes <= 12
+
+
+def test_a_65000_character_label_value_from_a_real_prometheus_is_logged_at_once(
+    prometheus_server: PrometheusServer,
+) -> None:
+    # A run of letters is what made the old URL-password pattern quadratic: 2 minutes a line.
+    value = "a" * 65_000
+    expr = f'label_replace(vector(0) / 0, "pod", "{value}", "", "")'
+    stream = io.StringIO()
+    handler = configure_logging("INFO", stream=stream)
+    try:
+        with PrometheusSource(PrometheusSettings(prometheus_server.url)) as source:
+            started = time.monotonic()
+            answer = source.fetch([MetricQuery("m", expr)], time.time())["m"]
+            elapsed = time.monotonic() - started
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert isinstance(answer, NoData) and value in answer.reason
+    [event] = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert value in event["event"]
+    assert elapsed < 1.0, f"{elapsed:.2f} s to fetch and log one answer"
