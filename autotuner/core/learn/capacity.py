@@ -45,6 +45,8 @@ BAND_EVIDENCE = 1.5
 # idle whatever the curve says, above it no curve is flat enough to ride.
 LOWEST_TARGET = 0.3
 HIGHEST_TARGET = 0.9
+# An observation counts only while utilisation is this close to its window's average.
+UTILISATION_STEADY = 0.05
 # Time constants of the two load averages whose gap gives the load's trend, seconds.
 FAST_LOAD = 60.0
 SLOW_LOAD = 300.0
@@ -65,7 +67,7 @@ class CapacityParameters(NamedTuple):
     # this much load headroom below the aim's crossing, and a scale-in this much above it.
     tolerance: float = 0.1
     # How far past the busiest utilisation it has measured the model may aim.
-    reach: float = 0.05
+    reach: float = 0.15
 
 
 class Observation(NamedTuple):
@@ -92,6 +94,8 @@ class CapacityState(NamedTuple):
     load_time: float | None = None
     fast_load: float = 0.0
     slow_load: float = 0.0
+    # Utilisation averaged over about the latency metric's window, to pair with it.
+    window_utilisation: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = self._asdict()
@@ -188,30 +192,49 @@ def _trend(state: CapacityState) -> float:
     return max(0.0, (state.fast_load - state.slow_load) / (SLOW_LOAD - FAST_LOAD))
 
 
-def _with_load(state: CapacityState, now: float, load: float) -> CapacityState:
+def _with_readings(
+    state: CapacityState, now: float, seen: Observation, parameters: CapacityParameters
+) -> CapacityState:
+    """The moving averages: the load's two, and utilisation over about `settle` / 2."""
+    load, utilisation = seen.load, seen.utilisation
     if state.load_time is None:
-        return state._replace(load_time=now, fast_load=load, slow_load=load)
+        return state._replace(
+            load_time=now, fast_load=load, slow_load=load, window_utilisation=utilisation
+        )
     dt = max(0.0, now - state.load_time)
     fast = state.fast_load + (load - state.fast_load) * (1.0 - math.exp(-dt / FAST_LOAD))
     slow = state.slow_load + (load - state.slow_load) * (1.0 - math.exp(-dt / SLOW_LOAD))
-    return state._replace(load_time=now, fast_load=fast, slow_load=slow)
+    share = 1.0 - math.exp(-dt / max(dt, 0.5 * parameters.settle))
+    averaged = state.window_utilisation + (utilisation - state.window_utilisation) * share
+    return state._replace(
+        load_time=now, fast_load=fast, slow_load=slow, window_utilisation=averaged
+    )
 
 
 def observe(
     state: CapacityState, now: float, seen: Observation, parameters: CapacityParameters
 ) -> CapacityState:
     """Fold one tick's readings into the model."""
-    state = _with_load(state, now, seen.load)
+    state = _with_readings(state, now, seen, parameters)
     if seen.replicas != state.replicas or state.steady_since is None:
         return state._replace(replicas=seen.replicas, steady_since=now)
     if now - state.steady_since < parameters.settle:
         return state
     if state.last_sample is not None and now - state.last_sample < parameters.sample_every:
         return state
-    u = seen.utilisation
-    if not (0.02 < u < 0.995 and seen.latency > 0.0 and seen.load > 0.0 and seen.replicas > 0):
+    # The latency metric averages minutes that the utilisation metric has forgotten: pair it
+    # with the utilisation over about its window, and only while that has held still.
+    u = state.window_utilisation
+    now_u = seen.utilisation
+    if not (
+        0.02 < now_u < 0.995
+        and abs(now_u - u) <= UTILISATION_STEADY
+        and seen.latency > 0.0
+        and seen.load > 0.0
+        and seen.replicas > 0
+    ):
         return state
-    ratios = (*state.ratios, seen.load / (seen.replicas * u))[-RATIOS_KEPT:]
+    ratios = (*state.ratios, seen.load / (seen.replicas * now_u))[-RATIOS_KEPT:]
     band = _band(u)
     expected = band_latency(state, band)
     # Judged only where the curve is flat enough to predict: past the aim latency swings
@@ -234,6 +257,7 @@ def observe(
             load_time=state.load_time,
             fast_load=state.fast_load,
             slow_load=state.slow_load,
+            window_utilisation=state.window_utilisation,
         )
     decay = (
         0.5 ** ((now - state.last_sample) / parameters.memory)
@@ -269,13 +293,27 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def target_utilisation(shape: Curve, parameters: CapacityParameters) -> float:
-    """Where the curve reaches the aim less the tolerance as load headroom, but never more
-    than `reach` past the busiest band measured."""
-    explored = shape.highest + parameters.reach
-    target = explored
-    if shape.crossing is not None:
-        target = min(explored, shape.crossing / (1.0 + parameters.tolerance))
+def target_utilisation(
+    state: CapacityState, shape: Curve, parameters: CapacityParameters
+) -> float:
+    """Where latency reaches the aim, less the tolerance as load headroom, and never more than
+    `reach` past the busiest utilisation observed.
+
+    Where the curve has not reached the aim yet, the crossing is extrapolated from the busiest
+    band as processor sharing would have it through the origin, latency ∝ 1 / (1 - u): with a
+    latency floor that overstates latency, so the step it allows is on the safe side.
+    """
+    crossing = shape.crossing
+    if crossing is None:
+        busiest = _band(shape.highest)
+        while busiest > 0 and band_latency(state, busiest) is None:
+            busiest -= 1
+        latency = band_latency(state, busiest)
+        if latency is not None and latency > 0:
+            crossing = 1.0 - latency * (1.0 - _centre(busiest)) / parameters.aim
+        else:
+            crossing = shape.highest
+    target = min(shape.highest + parameters.reach, crossing / (1.0 + parameters.tolerance))
     return min(HIGHEST_TARGET, max(LOWEST_TARGET, target))
 
 
@@ -315,7 +353,7 @@ def recommend(
         return Recommendation(current, "reactive", 0.0, why)
     shape = curve(state, parameters.aim)
     if state.observations >= parameters.min_observations and sure >= 0.99:
-        utilisation = target_utilisation(shape, parameters)
+        utilisation = target_utilisation(state, shape, parameters)
         mode = "model"
         reaches = (
             f"latency reaches the aim at u {shape.crossing:.2f}"
@@ -378,7 +416,7 @@ def figures(state: CapacityState, parameters: CapacityParameters) -> Figures:
         return Figures(None, None, None, state.observations, sure)
     learned = state.observations >= parameters.min_observations and sure >= 0.99
     utilisation = (
-        target_utilisation(curve(state, parameters.aim), parameters)
+        target_utilisation(state, curve(state, parameters.aim), parameters)
         if learned
         else parameters.fallback_utilisation
     )
