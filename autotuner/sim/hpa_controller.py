@@ -58,7 +58,7 @@ class HPAController:
                 continue
             labels = labels_of({"namespace": self._namespace, "deployment": name})
             utilisation = self._source.value(f"{name}_cpu_utilisation", labels, now)
-            ready, unready = self._readiness(name, deployment, now)
+            ready, unready = self.readiness(name, deployment, now)
             sample = None
             if utilisation is not None and not math.isnan(utilisation):
                 sample = (
@@ -70,7 +70,7 @@ class HPAController:
             if desired != current:
                 self._actuator.set(KnobRef(KnobKind.DEPLOYMENT, name, self._namespace), desired)
 
-    def _readiness(self, name: str, deployment: Deployment, now: float) -> tuple[int, int]:
+    def readiness(self, name: str, deployment: Deployment, now: float) -> tuple[int, int]:
         """The deployment's pods as the controller files them: (ready, unready)."""
         seen = self._ready_at[name]
         starting: dict[float, int] = {}

@@ -8,12 +8,14 @@ import pytest
 
 from autotuner.config.errors import ConfigError
 from autotuner.config.loader import load_rules
-from autotuner.sim.hpa import DEFAULT_SCALE_UP_POLICIES, PolicyType, SelectPolicy
+from autotuner.sim.hpa import DEFAULT_SCALE_UP_POLICIES, PolicyType, SelectPolicy, cpu_hpa
 from autotuner.sim.hpa_config import hpa_specs, rule_bounds
+from autotuner.sim.hpa_controller import HPAController
 from autotuner.sim.metrics import catalogue
 from autotuner.sim.report import build_report
 from autotuner.sim.runner import Policy, run
 from autotuner.sim.scenario import load_scenario
+from autotuner.sim.system import System, SystemSpec
 
 # Templated knobs, rendered against the labels of the series each rule reads.
 RULES = """\
@@ -131,3 +133,18 @@ def test_the_report_shows_each_policys_floor(tmp_path: Path) -> None:
     for policy in (Policy.HPA, Policy.RULES):
         report = build_report(scenario, run(scenario, policy, ruleset))
         assert (report["replicas"]["floor"], report["ml_replicas"]["floor"]) == (2, 2)
+
+
+def test_new_pods_are_unready_until_a_sample_follows_their_readiness() -> None:
+    system = System(SystemSpec())
+    series = catalogue("crm", [])
+    spec = cpu_hpa(2, 20, 0.7, None)
+    controller = HPAController({"api": spec}, system, None, None, series)  # type: ignore[arg-type]
+    api = system.api  # 4 ready pods, 60 s to start, a 60 s CPU sample window
+    api.scale(8, 0.0)
+    assert controller.readiness("api", api, 0.0) == (4, 4)
+    api.advance(60.0)
+    assert controller.readiness("api", api, 60.0) == (4, 4)  # ready, but the sample predates it
+    api.advance(105.0)
+    assert controller.readiness("api", api, 105.0) == (4, 4)
+    assert controller.readiness("api", api, 120.0) == (8, 0)
