@@ -207,6 +207,8 @@ class Cohorts:
         "now",
         "popularity",
         "segments",
+        "stale_now",
+        "started",
         "update_interval",
     )
 
@@ -216,9 +218,13 @@ class Cohorts:
         self.key_weight = list(nodes.key_weight)
         self.update_interval = update_interval
         self.now = now
+        # The first write held: the flush, or a TTL ago for a steady start.
+        self.started = now
         self.held = [0.0] * len(self.popularity)
         self.segments: list[Segment] = []
         self.mean_rate = 0.0
+        # The stale share of hits now, at the end of the last step.
+        self.stale_now = 0.0
 
     @classmethod
     def steady(
@@ -229,6 +235,7 @@ class Cohorts:
         cohorts.mean_rate = rate
         if ttl <= 0.0:
             return cohorts
+        cohorts.started = now - ttl
         held = steady_held(cohorts.popularity, rate * ttl)
         segment = Segment(ttl, now - ttl, len(held), ttl, ttl > update_interval)
         segment.open_writes = list(held)
@@ -240,6 +247,7 @@ class Cohorts:
         if ttl > update_interval:
             segment.old_hits = segment.alive_hits * (ttl - update_interval) / ttl
             segment.aged_until = now - update_interval
+            cohorts.stale_now = (ttl - update_interval) / ttl
         cohorts.held = held
         cohorts.segments.append(segment)
         return cohorts
@@ -312,9 +320,12 @@ class Cohorts:
         self.now = end
         if ttl > 0.0:
             self.mean_rate += (rate - self.mean_rate) * (1.0 - math.exp(-2.0 * dt / ttl))
-        return hit_rate, self.stale_share(), keys_held
+        stale_before = self.stale_now
+        self.stale_now = self.stale_share()
+        return hit_rate, (stale_before + self.stale_now) / 2.0, keys_held
 
     def stale_share(self) -> float:
+        """The share of the held entries' hits that are older than the update interval."""
         alive = 0.0
         old = 0.0
         for segment in self.segments:
@@ -342,7 +353,6 @@ class Cohorts:
         steady = steady_held(self.popularity, self.mean_rate * segment.ttl)
         steady_hits = sum(w * h for w, h in zip(self.hit_weight, steady, strict=True))
         steady_keys = sum(w * h for w, h in zip(self.key_weight, steady, strict=True))
-        return (
-            abs(hit_rate - steady_hits) <= SETTLED_HIT_RATE
-            and abs(keys_held - steady_keys) <= SETTLED_KEYS_HELD * max(steady_keys, 1.0)
-        )
+        return abs(hit_rate - steady_hits) <= SETTLED_HIT_RATE and abs(
+            keys_held - steady_keys
+        ) <= SETTLED_KEYS_HELD * max(steady_keys, 1.0)
