@@ -13,7 +13,7 @@ from autotuner.config.loader import load_rules
 from autotuner.core.rules import RuleSet
 from autotuner.sim import runner
 from autotuner.sim.replay import replay_trace
-from autotuner.sim.report import Report, build_report, check, table, to_json
+from autotuner.sim.report import Report, against_oracle, build_report, check, table, to_json
 from autotuner.sim.runner import Policy, RunResult
 from autotuner.sim.scenario import Scenario, load_scenario
 from autotuner.sim.trace_file import TraceError, read_trace_csv
@@ -24,7 +24,16 @@ POLICIES = [p.value for p in Policy]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", type=Path, help="a scenario file (see sim/scenarios/)")
     parser.add_argument("--policy", choices=POLICIES, help="override the scenario's policy")
-    parser.add_argument("--vs", choices=POLICIES, help="also run this policy, side by side")
+    parser.add_argument(
+        "--vs",
+        type=_policy_list,
+        action="extend",
+        default=[],
+        metavar="POLICY[,POLICY]",
+        help=f"also run these policies ({', '.join(POLICIES)}), side by side; repeat or list "
+        "with commas. With oracle, every other run shows how far it is from that lower bound "
+        "(vs_oracle)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--plot", type=Path, metavar="OUT.png", help="write a plot of the run")
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
@@ -42,6 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scaling.add_argument(
         "--scale", type=float, help="with --trace: multiply its recorded rate by this (1 = as is)"
     )
+
+
+def _policy_list(text: str) -> list[str]:
+    """`--vs hpa,oracle`: policy names separated by commas, each one of POLICIES."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in POLICIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: name one or more of {', '.join(POLICIES)}, separated by commas"
+        )
+    return names
 
 
 class _Progress:
@@ -85,13 +105,19 @@ def run_command(args: argparse.Namespace) -> int:
     if args.seed is not None:
         scenario = replace(scenario, settings=replace(scenario.settings, seed=args.seed))
     policies = [Policy(args.policy or scenario.policy)]
-    if args.vs:
-        policies.append(Policy(args.vs))
+    for name in args.vs:
+        if Policy(name) not in policies:
+            policies.append(Policy(name))
     ruleset = load_rules(scenario.rule_paths) if scenario.rule_paths else None
     results = [_run_one(scenario, policy, ruleset) for policy in policies]
     reports: list[Report] = [build_report(scenario, result) for result in results]
+    oracle = next((r for r in reports if r["policy"] == Policy.ORACLE.value), None)
+    if oracle is not None:
+        for report in reports:
+            if report is not oracle:
+                report["vs_oracle"] = against_oracle(report, oracle)
     if args.json:
-        sys.stdout.write(to_json(reports[0] if len(reports) == 1 else {"runs": reports}))
+        sys.stdout.write(to_json(reports[0] if len(reports) == 1 else _several(reports)))
     else:
         sys.stdout.write(table(reports))
     if args.plot:
@@ -120,6 +146,15 @@ def _with_trace(scenario: Scenario, args: argparse.Namespace) -> Scenario:
     if replay.shortened:
         print(f"autotuner sim: {replay.shortened}", file=sys.stderr)
     return replay.scenario
+
+
+def _several(reports: list[Report]) -> Report:
+    """Several runs of one scenario: the policies in the order run, and each one's report."""
+    return {
+        "scenario": reports[0]["scenario"],
+        "policies": [r["policy"] for r in reports],
+        "runs": {r["policy"]: r for r in reports},
+    }
 
 
 def run(args: argparse.Namespace) -> int:
