@@ -32,6 +32,7 @@ NATIVE_MODULES = (
     "autotuner/sim/actuators.py",
     "autotuner/sim/api.py",
     "autotuner/sim/cache.py",
+    "autotuner/sim/cache_cohorts.py",
     "autotuner/sim/faults.py",
     "autotuner/sim/metrics.py",
     "autotuner/sim/ml.py",
