@@ -103,14 +103,14 @@ def test_embedded_run_scales_prints_and_audits(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "running the bundled simulated system" in done.stdout
-    scaled = [line for line in done.stdout.splitlines() if "api-latency-high" in line]
+    scaled = [line for line in done.stdout.splitlines() if "api-latency-slo" in line]
     assert scaled, done.stdout
     assert "deployment/crm/api" in scaled[0]
     assert "[applied]" in scaled[0]
     assert "Traceback" not in done.stderr
     store = SqlStore(f"sqlite:///{tmp_path / 'audit.sqlite'}")
     try:
-        records = store.history(rule="api-latency-high")
+        records = store.history(rule="api-latency-slo")
         assert records
         assert all(r.outcome is not None for r in records)
         assert store.unfinished() == []
