@@ -68,6 +68,7 @@ test: $(NATIVE) system-deps lint unit
 bench: $(NATIVE) $(BENCH_STAMP) system-deps
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_sim.py
+	$(BIN)/python bench/bench_scaling.py
 	$(BIN)/python bench/bench_ruletest.py
 	$(BIN)/python bench/bench_prometheus.py
 	$(BIN)/python bench/bench_daemon.py
