@@ -2,22 +2,25 @@
 
 It knows what no controller can: the run's whole offered-load array and its faults. For every
 step it finds, with the model's own functions (`api_step`, `ml_step`, `pool_step`), the fewest
-ready replicas that meet the SLOs at that step:
+ready replicas, within the HPA's bounds (the rules' unless the scenario sets them), that keep up
+(build no backlog) with p95 within the SLO at that step:
 
-- ML: the fewest replicas whose `ml_step` p95 (no backlog) is within the ML SLO.
-- API: the fewest pods whose `api_step` p95 (no backlog) is within the API SLO, with the
-  database and ML waits that pod count would see: the pool for that many pods (below) through
-  `pool_step`, and the ML mean at the ML replicas above, combined by `downstream_seconds`.
+- ML: the fewest replicas whose `ml_step` keeps up within the ML SLO.
+- API: the fewest pods whose `api_step` keeps up within the API SLO, with the database and ML
+  waits that pod count would see: the pool for that many pods (below) through `pool_step`, and
+  the ML mean at the ML replicas above, combined by the system's own `downstream_seconds`.
 - Pods lost to a `lose_replicas` fault are added on top for the start-up delay the Deployment
   takes to recreate them.
 
-Where no count within the limits meets the SLO (a database slowed past what any pool can serve),
-the one with the lowest p95 is taken, the fewest among equals. The counts are searched from the
-previous step's answer up or down, which is exact while p95 falls as replicas are added.
+Where no count meets the SLO (a database slowed past what any pool can serve, a peak past the
+maximum), the one with the lowest p95 is taken, the fewest among equals. Counts are searched
+from the previous step's answer up or down, which is exact while p95 falls as replicas are added.
 
 Pods asked for at t are ready at t + start-up delay, and removed pods go at once; so at each tick
 the oracle asks for the largest need over the coming start-up window, which pre-scales exactly one
-delay before a rise and scales in as soon as fewer pods meet the SLO over the whole window.
+delay before a rise and scales in as soon as fewer pods meet the SLO over the whole window. When
+the system carries a backlog anyway (at the start of a run, after an infeasible spell), it asks
+for at least the fewest that clear it within the SLO once new pods are ready.
 
 The query rate each step reaches the database with is known ahead too: caches depend only on the
 load, their TTLs and flushes, so a shadow copy of the system, run once over the whole load with
@@ -35,7 +38,7 @@ state without noise or windows, and re-plans for free every tick.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -91,11 +94,10 @@ def fewest_meeting(
     return min(range(low, high + 1), key=lambda n: evaluate(n)[0])
 
 
-def _limits(scenario: Scenario, name: str) -> tuple[int, int]:
-    for deployment, low, high in scenario.hpa_limits:
-        if deployment == name:
-            return low, high
-    raise ValueError(f"the scenario has no replica limits for deployment {name!r}")
+def _limits(limits: Mapping[str, tuple[int, int]], name: str) -> tuple[int, int]:
+    if name not in limits:
+        raise ValueError(f"the oracle has no replica limits for deployment {name!r}")
+    return limits[name]
 
 
 def _lost_pods(
@@ -138,14 +140,15 @@ class OracleController:
         load: np.ndarray,
         system: System,
         actuator: SimActuator,
+        limits: Mapping[str, tuple[int, int]],
     ) -> None:
         self._system = system
         self._actuator = actuator
         self._dt = scenario.settings.tick
         self._spec = system.spec
         self._slos = scenario.slos
-        self._api_limits = _limits(scenario, "api")
-        self._ml_limits = _limits(scenario, "ml")
+        self._api_limits = _limits(limits, "api")
+        self._ml_limits = _limits(limits, "ml")
         # The fewest replicas it keeps, per deployment, as the report shows for every policy.
         self.floors = (("api", self._api_limits[0]), ("ml", self._ml_limits[0]))
         namespace = system.spec.namespace

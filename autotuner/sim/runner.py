@@ -115,7 +115,12 @@ def run(
         controller = HPAController(specs, system, source, actuator, series)
         floors = tuple((name, spec.min_replicas) for name, spec in specs.items())
     elif policy is Policy.ORACLE:
-        oracle = OracleController(scenario, times, load, system, actuator)
+        # The HPA's bounds: the rules' unless the scenario sets them, so all compare alike.
+        limits = {
+            name: (spec.min_replicas, spec.max_replicas)
+            for name, spec in hpa_specs(scenario, ruleset, series).items()
+        }
+        oracle = OracleController(scenario, times, load, system, actuator, limits)
         controller = oracle
         floors = oracle.floors
     else:
