@@ -85,7 +85,8 @@ def run_http(workers: int, mean_sleep: float, seed: int) -> list[str]:
                 f"  HTTP p95, utilisation {utilisation:.2f} (nominal {row.nominal:.2f}), "
                 f"{row.rate:5.1f}/s, n={row.requests:5d}: measured {row.measured_p95:6.3f} s, "
                 f"modelled {row.modelled_p95:6.3f} s ({row.error:+6.1%}; M/M/c of the sleeps "
-                f"alone {row.mmc_p95:6.3f} s), send lag {row.mean_send_lag * 1000:.1f} ms  {mark}"
+                f"alone {row.mmc_p95:6.3f} s; the drawn sleeps' own p95 {row.sleeps_p95:5.3f} s), "
+                f"send lag {row.mean_send_lag * 1000:.1f} ms  {mark}"
             )
             print(rows[-1], flush=True)
         overload = http.measure_overload(
@@ -110,6 +111,12 @@ def run_http(workers: int, mean_sleep: float, seed: int) -> list[str]:
 
 def run_cache(seed: int) -> list[str]:
     client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        raise SystemExit(
+            f"the cache half needs the Redis at 127.0.0.1:6379 ({error}): start redis-server"
+        ) from None
     try:
         run = cache.cache_aside(
             client, CACHE_KEYS, CACHE_ZIPF, CACHE_RATE, SCHEDULE, CACHE_SECONDS, seed

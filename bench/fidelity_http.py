@@ -242,6 +242,9 @@ class SteadyRow:
     measured_p95: float
     modelled_p95: float
     mmc_p95: float
+    # The p95 of the drawn sleeps alone: how far this sample's service times sit from their
+    # distribution's (for the exponential of mean S, S·ln 20).
+    sleeps_p95: float
     mean_send_lag: float
 
     @property
@@ -306,6 +309,7 @@ def measure_steady(
         measured_p95=kept.p95(),
         modelled_p95=modelled_p95(workers, mean_sleep, overhead, rate),
         mmc_p95=plain_mmc_p95(workers, mean_sleep, rate),
+        sleeps_p95=float(np.quantile(kept.sleeps, 0.95)),
         mean_send_lag=float(np.mean(kept.send_lags)),
     )
 
