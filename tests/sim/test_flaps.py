@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from autotuner.sim.actuators import AppliedChange
 from autotuner.sim.report import (
     FLAP_WINDOW,
     TTL_FLAP_WINDOW,
+    check,
     flap_window,
     flaps,
     flaps_per_day,
 )
+from autotuner.sim.scenario import load_scenario
 
 TTL = "key/crm:cache:ttl:transaction_summary"
 API = "deployment/crm/api"
@@ -68,3 +72,17 @@ def test_per_day_is_the_worst_day() -> None:
     changes = sorted(first_day + second_day + deployment, key=lambda c: c.time)
     assert flaps(changes) == {TTL: 10, API: 1}
     assert flaps_per_day(changes) == {TTL: 7, API: 1}
+
+
+def test_an_expectation_can_bound_one_knob_s_flaps_per_day(tmp_path: Path) -> None:
+    path = tmp_path / "ttl.yaml"
+    path.write_text(
+        "duration: 1h\nload:\n  base: {constant: 100}\npolicy: static\nexpect:\n"
+        f"  - flaps.per_day.{TTL} <= 4\n"
+    )
+    (expectation,) = load_scenario(path).expectations
+    assert expectation.path == f"flaps.per_day.{TTL}"
+    report = {"flaps": {"per_day": flaps_per_day(ping_pong(TTL, 0.0, 33 * 60.0, 12))}}
+    assert check(report, [expectation]) == [
+        f"{path}:6: expected flaps.per_day.{TTL} <= 4 (actual 11)"
+    ]
