@@ -1,25 +1,11 @@
 """A port of the Kubernetes Horizontal Pod Autoscaler, as the `hpa` baseline policy.
 
-Followed from kubernetes/kubernetes, pkg/controller/podautoscaler (docs/simulator.md says what is
-ported and what is not):
-- replica_calculator.go, `GetResourceReplicas` and `calcPlainMetricReplicas`: the usage ratio of
-  the ready pods that report (CPU as a whole percent of the summed requests, truncated, as
-  `GetResourceUtilizationRatio` does); inside the tolerances (`Tolerances.isWithin`, one per
-  direction, KEP-4951) nothing changes; otherwise ceil(ratio x ready pods). Pods without a sample
-  count as using 100% of their request (of the target, for a Pods metric) on a scale-down and 0%
-  on a scale-up; unready pods are left out, and on a scale-up put back as using 0%; a ratio that
-  then falls inside the tolerance or flips direction keeps the current count.
-- horizontal.go, `computeReplicasForMetrics`: the highest proposal of all metrics; no change at all
-  when every metric is invalid, or when one is and the others would scale down.
-- horizontal.go, `reconcileAutoscaler`: a target at 0 replicas is left alone; one outside
-  [min, max] is brought inside before metrics are read. An HPA without `behavior` takes the
-  legacy path, `normalizeDesiredReplicas`: the highest recommendation of the last 300 s
-  (`stabilizeRecommendation`) and at most max(2 x current, 4) (`convertDesiredReplicasWithRules`).
-  One with `behavior` (its missing parts defaulted as `GenerateHPAScaleUpRules` and
-  `GenerateHPAScaleDownRules` do) takes `normalizeDesiredReplicasWithBehaviors`:
-  `stabilizeRecommendationWithBehaviors`, then `convertDesiredReplicasWithBehaviorRate` with
-  `calculateScaleUpLimitWithScalingRules` and `calculateScaleDownLimitWithBehaviors`, which count
-  the change from the replicas at each policy period's start.
+From kubernetes/kubernetes, pkg/controller/podautoscaler (1.33+); each function names the Go
+function it follows, and docs/simulator.md says what is ported and what is not:
+`replica_calculator.go` (`GetResourceReplicas`, `calcPlainMetricReplicas`: per-direction
+tolerances, unready and missing pods) and `horizontal.go` (`computeReplicasForMetrics`,
+`reconcileAutoscaler`, the legacy `normalizeDesiredReplicas` for an HPA without `behavior` and
+`normalizeDesiredReplicasWithBehaviors` for one with it).
 """
 
 from __future__ import annotations
