@@ -132,3 +132,22 @@ def test_the_model_round_trips_through_its_dict() -> None:
     spec = APISpec()
     state, _ = run_fleet(CapacityState(), 0.0, 1.0, spec.cpu_seconds, seed=5)
     assert CapacityState.from_dict(state.to_dict()) == state
+
+
+def test_a_fleet_seen_saturating_short_of_full_cpu_is_never_aimed_past_it() -> None:
+    """Workers saturate at utilisation 0.8: latency is flat below it and a cliff at it."""
+    state = CapacityState()
+    now = 0.0
+    for minute in range(120):
+        # Calm steady minutes up to u 0.7, then a quarter of an hour of overload at 0.8.
+        overloaded = 60 <= minute < 75
+        utilisation = 0.8 if overloaded else 0.4 + 0.3 * (minute % 30) / 30
+        latency = 5.0 if overloaded else 0.15
+        for _ in range(4):
+            seen = Observation(utilisation * 100.0 * 5, latency, utilisation, 5.0)
+            state = observe(state, now, seen, PARAMETERS)
+            now += TICK
+    assert state.overload_utilisation == pytest.approx(0.8, abs=0.01)
+    advice = recommend(state, now, Observation(300.0, 0.15, 0.6, 5.0), PARAMETERS)
+    assert advice.target_utilisation is not None
+    assert advice.target_utilisation <= 0.8 / 1.1 + 1e-9

@@ -96,6 +96,10 @@ class CapacityState(NamedTuple):
     slow_load: float = 0.0
     # Utilisation averaged over about the latency metric's window, to pair with it.
     window_utilisation: float = 0.0
+    # The busiest utilisation seen while latency was over the SLO: where the fleet saturates.
+    # A server whose workers (or a downstream) saturate first stops short of full CPU use,
+    # and its latency curve turns into a cliff there, which steady minutes rarely show.
+    overload_utilisation: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = self._asdict()
@@ -216,6 +220,13 @@ def observe(
 ) -> CapacityState:
     """Fold one tick's readings into the model."""
     state = _with_readings(state, now, seen, parameters)
+    settled_utilisation = min(seen.utilisation, state.window_utilisation)
+    if (
+        seen.latency > parameters.at_most
+        and abs(seen.utilisation - state.window_utilisation) <= UTILISATION_STEADY
+        and settled_utilisation > state.overload_utilisation
+    ):
+        state = state._replace(overload_utilisation=settled_utilisation)
     if seen.replicas != state.replicas or state.steady_since is None:
         return state._replace(replicas=seen.replicas, steady_since=now)
     if now - state.steady_since < parameters.settle:
@@ -293,11 +304,10 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def target_utilisation(
-    state: CapacityState, shape: Curve, parameters: CapacityParameters
-) -> float:
+def target_utilisation(state: CapacityState, shape: Curve, parameters: CapacityParameters) -> float:
     """Where latency reaches the aim, less the tolerance as load headroom, and never more than
-    `reach` past the busiest utilisation observed.
+    `reach` past the busiest utilisation observed. Where latency was once seen over the SLO,
+    the crossing is no busier than that.
 
     Where the curve has not reached the aim yet, the crossing is extrapolated from the busiest
     band as processor sharing would have it through the origin, latency ∝ 1 / (1 - u): with a
@@ -313,6 +323,8 @@ def target_utilisation(
             crossing = 1.0 - latency * (1.0 - _centre(busiest)) / parameters.aim
         else:
             crossing = shape.highest
+    if 0.0 < state.overload_utilisation < crossing:
+        crossing = state.overload_utilisation
     target = min(shape.highest + parameters.reach, crossing / (1.0 + parameters.tolerance))
     return min(HIGHEST_TARGET, max(LOWEST_TARGET, target))
 
