@@ -30,7 +30,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from autotuner.sim.cache_cohorts import Cohorts, popularity_nodes
+from autotuner.sim.cache_cohorts import Cohorts, popularity_nodes, zipf_popularity
 
 # Cache classes and their TTLs (seconds) from the origin document's L2 (Redis) cache.
 ORIGIN_TTLS: dict[str, float] = {
@@ -53,12 +53,6 @@ class CacheClass:
     # Mean interval between origin updates of one key, seconds.
     update_interval: float = 3600.0
     object_bytes: float = 2048.0
-
-
-def zipf_popularity(keys: int, exponent: float) -> np.ndarray:
-    ranks = np.arange(1, keys + 1, dtype=np.float64)
-    weights = ranks**-exponent
-    return np.asarray(weights / weights.sum())
 
 
 class LogTable:
@@ -192,8 +186,7 @@ class CacheState:
         if self.flushed or (cohorts is None and self.target_ttl != self.steady_ttl):
             nodes = popularity_nodes(spec.keys, spec.zipf)
             if self.flushed:
-                cohorts = Cohorts(nodes, spec.update_interval, now)
-                cohorts.mean_rate = class_rps
+                cohorts = Cohorts.empty(nodes, spec.update_interval, now, class_rps)
             else:
                 cohorts = Cohorts.steady(
                     nodes, spec.update_interval, now, class_rps, self.steady_ttl
