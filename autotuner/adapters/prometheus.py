@@ -426,7 +426,7 @@ class PrometheusSource:
         if isinstance(error, AnswerTooLarge):
             return NoData(
                 f"the answer is larger than {settings.max_response_bytes} bytes (the source's "
-                "max_response_bytes) and was dropped unread past it; narrow the query "
+                "max_response_bytes), so reading it stopped there; narrow the query "
                 "(aggregate with sum by (...)) so it returns the series the rule uses"
             )
         if isinstance(error, AnswerTooSlow):
