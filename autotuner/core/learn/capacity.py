@@ -245,7 +245,14 @@ def observe(
         and seen.replicas > 0
     ):
         return state
-    ratios = (*state.ratios, seen.load / (seen.replicas * now_u))[-RATIOS_KEPT:]
+    # Overloaded, a fleet serves what it can, not what arrives: its utilisation then says
+    # nothing of what one replica serves.
+    overloaded = seen.latency > parameters.at_most
+    ratios = (
+        state.ratios
+        if overloaded
+        else (*state.ratios, seen.load / (seen.replicas * now_u))[-RATIOS_KEPT:]
+    )
     band = _band(u)
     expected = band_latency(state, band)
     # Judged only where the curve is flat enough to predict: past the aim latency swings
@@ -405,6 +412,23 @@ def recommend(
         if by_ratio > wanted:
             wanted = by_ratio
             why += f"; utilisation {seen.utilisation:.2f} is over the target: needs {wanted}"
+    # Past the SLO at the utilisation where the fleet saturates, and no replica started within
+    # `lead`: the model is wrong about this fleet (a release, a slower dependency). React as
+    # a saturated HPA would, doubling at most, once the last change has had time to serve.
+    saturated = state.overload_utilisation > 0.0 and (
+        seen.utilisation >= state.overload_utilisation - UTILISATION_STEADY
+    )
+    started = state.steady_since is not None and now - state.steady_since >= parameters.lead
+    if seen.latency > parameters.at_most and saturated and started and current > 0:
+        ratio = min(2.0, seen.latency / parameters.aim)
+        by_latency = math.ceil(current * ratio - 1e-9)
+        if by_latency > wanted:
+            wanted = by_latency
+            why += (
+                f"; latency {_fmt(seen.latency)}s is over the SLO at saturation "
+                f"(u {seen.utilisation:.2f}), which the model did not expect: x{ratio:.2f}, "
+                f"needs {wanted}"
+            )
     at_aim = shape.crossing * s if shape.crossing is not None else None
     return Recommendation(
         float(wanted), mode, sure, why, per_replica, at_aim, utilisation, projected, shape
