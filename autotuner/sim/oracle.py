@@ -28,7 +28,7 @@ the oracle's TTLs, gives it. TTLs: each class's update interval, within the ship
 bounds, the longest TTL with no stale hits and so the highest hit rate at none. Pool size: the
 one whose pool time (wait plus query time, what a request pays) is least within the connection
 budget (max_connections / pods), searched with `pool_step`; gains under a microsecond count as
-ties, broken toward the smaller pool.
+ties, broken toward the pool already set, then toward the smaller.
 
 It acts through the simulator's actuator like the other policies, so its changes are recorded
 and counted. It is a bound, not a controller: it reads the future, sees the model's exact
@@ -242,7 +242,7 @@ class OracleController:
         return fewest_meeting(evaluate, self._slos.api_p95, low, high, start)
 
     def _best_pool(
-        self, pods: int, asked: int, query_rate: float, slowdown: float
+        self, pods: int, asked: int, query_rate: float, slowdown: float, backlog: float = 0.0
     ) -> tuple[int, PoolReading]:
         """The pool size with the least pool time for `pods` ready pods, within the budget of
         `asked` pods, and its reading; searched down, then up, from the last answer."""
@@ -251,7 +251,7 @@ class OracleController:
         dt = self._dt
 
         def reading(size: int) -> PoolReading:
-            return pool_step(database, query_rate, pods, size, slowdown, 0.0, dt)
+            return pool_step(database, query_rate, pods, size, slowdown, backlog, dt)
 
         start = min(budget, max(1, self._pool_hints.get(pods, database.pool_size)))
         size = start
@@ -313,15 +313,25 @@ class OracleController:
                 self._api_need, step, self._api_ahead, system.api_backlog, self._fewest_api
             ),
         )
-        # The pool for the pods ready at the next step, within the budget of all pods asked for.
+        # The pool for the pods ready at the next step and the queries waiting now, within the
+        # budget of all pods asked for; the current one stays while it is as good (within
+        # POOL_TIE), so the pool does not follow every change of the pod count.
         following = self._times[step + 1]
         ready_next = system.api.ready + sum(1 for due in system.api.starting if due <= following)
-        if ready_next > 0:
-            size, _ = self._best_pool(
-                ready_next,
-                system.api.desired,
-                self._query_rates[step + 1],
-                self._slowdowns[step + 1],
+        if ready_next <= 0:
+            return
+        query_rate = self._query_rates[step + 1]
+        slowdown = self._slowdowns[step + 1]
+        backlog = system.pool_backlog
+        size, best = self._best_pool(ready_next, system.api.desired, query_rate, slowdown, backlog)
+        current = system.pool_size
+        if size == current:
+            return
+        budget = self._spec.database.max_connections // max(1, system.api.desired)
+        if current <= budget:
+            held = pool_step(
+                self._spec.database, query_rate, ready_next, current, slowdown, backlog, self._dt
             )
-            if size != system.pool_size:
-                self._actuator.set(self._pool_knob, size)
+            if held.time_in_system <= best.time_in_system + POOL_TIE:
+                return
+        self._actuator.set(self._pool_knob, size)
