@@ -118,12 +118,14 @@ def _lost_pods(
     return lost
 
 
-def _shadow_query_rates(scenario: Scenario, load: list[float], dt: float) -> list[float]:
+def _shadow_query_rates(
+    scenario: Scenario, times: list[float], load: list[float], dt: float
+) -> list[float]:
     """Every step's query rate with the oracle's TTLs, set after the first step as the oracle does."""
     shadow = System(scenario.system, scenario.faults)
     rates: list[float] = []
-    for step, rps in enumerate(load):
-        rates.append(shadow.step(step * dt, rps, dt)["query_rate"])
+    for step, (now, rps) in enumerate(zip(times, load, strict=True)):
+        rates.append(shadow.step(now, rps, dt)["query_rate"])
         if step == 0:
             for cache in shadow.caches.values():
                 cache.set_ttl(best_ttl(cache.spec))
@@ -162,7 +164,7 @@ class OracleController:
         self._ttls_set = False
         self._times = [float(t) for t in times]
         self._load = [float(r) for r in load]
-        self._query_rates = _shadow_query_rates(scenario, self._load, self._dt)
+        self._query_rates = _shadow_query_rates(scenario, self._times, self._load, self._dt)
         faults = scenario.faults
         slow_database = tuple(f for f in faults if f.kind is FaultKind.SLOW_DATABASE)
         slow_deploy = tuple(f for f in faults if f.kind is FaultKind.SLOW_DEPLOY)

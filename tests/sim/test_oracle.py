@@ -127,3 +127,18 @@ def test_fewest_meeting_searches_up_and_down_and_falls_back_to_the_lowest_p95() 
         return abs(count - 7) + 1.0, True
 
     assert fewest_meeting(never, 0.5, 1, 20, 3) == 7
+
+
+def test_pods_lost_to_a_fault_are_covered_ahead_until_they_are_back(tmp_path: Path) -> None:
+    crash = scenario(
+        tmp_path,
+        "duration: 2h\nload:\n  base: {constant: 500}\nsystem:\n  api: {replicas: 10}\n"
+        "faults:\n  - {kind: lose_replicas, at: 1h, target: api, count: 2}\npolicy: oracle\n",
+    )
+    result = run(crash, Policy.ORACLE)
+    delay = crash.system.api.startup_delay
+    assert (result.signals["api_p95"] <= crash.slos.api_p95).all()
+    changes = [(time, new - old) for time, old, new in api_changes(result) if time > 0]
+    # Two more pods asked for one start-up delay before the crash, given back once the lost
+    # ones are recreated.
+    assert changes == [(3600 - delay, 2), (3600 + delay - crash.settings.tick, -2)]
