@@ -133,7 +133,7 @@ class ObjectiveSpec(Strict):
     aim: float = Field(gt=0)
     load: str = Field(min_length=1)
     utilisation: str = Field(min_length=1)
-    settle: Duration = 300.0
+    settle: Duration = 360.0
     lead: Duration = 90.0
     fallback_utilisation: float = Field(default=0.6, gt=0, lt=1)
 

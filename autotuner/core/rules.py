@@ -253,7 +253,7 @@ class Objective:
     aim: float
     load: str
     utilisation: str
-    settle: float = 300.0
+    settle: float = 360.0
     lead: float = 90.0
     fallback_utilisation: float = 0.6
 

@@ -227,7 +227,7 @@ class Controller:
             return CycleReport(CycleResult.FAILED, 0.0, error=str(error))
         self._state = report.state
         self._report(report)
-        self._publish_models(ruleset, report.state)
+        self._publish_models(ruleset, report.state, now)
         self._metrics.last_success.set(time.time())
         return CycleReport(CycleResult.OK, 0.0, report)
 
@@ -278,13 +278,13 @@ class Controller:
         if deleted:
             log_event(_LOG, "audit.pruned", deleted=deleted, retention_seconds=self._retention)
 
-    def _publish_models(self, ruleset: RuleSet, state: EngineState) -> None:
+    def _publish_models(self, ruleset: RuleSet, state: EngineState, now: float) -> None:
         metrics = self._metrics
         for (rule_name, labels), model in state.capacity.items():
             rule = ruleset.rules_by_name.get(rule_name)
             if rule is None or rule.objective is None:
                 continue
-            known = capacity.figures(model, objectives.parameters(rule.objective))
+            known = capacity.figures(model, objectives.parameters(rule.objective), now)
             target = format_labels(labels)
             metrics.capacity_observations.labels(rule_name, target).set(known.observations)
             metrics.capacity_confidence.labels(rule_name, target).set(known.confidence)

@@ -57,7 +57,7 @@ _EMPTY_BANDS: tuple[float, ...] = (0.0,) * BANDS
 class CapacityParameters(NamedTuple):
     aim: float  # the latency the controller steers to
     at_most: float  # the SLO
-    settle: float = 300.0
+    settle: float = 360.0
     sample_every: float = 60.0
     memory: float = 6 * 3600.0  # half-life of an observation's weight
     min_observations: int = 12
@@ -100,6 +100,7 @@ class CapacityState(NamedTuple):
     # A server whose workers (or a downstream) saturate first stops short of full CPU use,
     # and its latency curve turns into a cliff there, which steady minutes rarely show.
     overload_utilisation: float = 0.0
+    overload_seen: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = self._asdict()
@@ -220,13 +221,18 @@ def observe(
 ) -> CapacityState:
     """Fold one tick's readings into the model."""
     state = _with_readings(state, now, seen, parameters)
+    # Only on a settled fleet: while new replicas start, latency still shows the minutes
+    # before them and utilisation already the fleet after.
     settled_utilisation = min(seen.utilisation, state.window_utilisation)
     if (
         seen.latency > parameters.at_most
+        and seen.replicas == state.replicas
+        and state.steady_since is not None
+        and now - state.steady_since >= parameters.settle
         and abs(seen.utilisation - state.window_utilisation) <= UTILISATION_STEADY
         and settled_utilisation > state.overload_utilisation
     ):
-        state = state._replace(overload_utilisation=settled_utilisation)
+        state = state._replace(overload_utilisation=settled_utilisation, overload_seen=now)
     if seen.replicas != state.replicas or state.steady_since is None:
         return state._replace(replicas=seen.replicas, steady_since=now)
     if now - state.steady_since < parameters.settle:
@@ -311,7 +317,14 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def target_utilisation(state: CapacityState, shape: Curve, parameters: CapacityParameters) -> float:
+def overload_remembered(state: CapacityState, now: float, parameters: CapacityParameters) -> bool:
+    """An overload counts for one `memory`: a release rolled back need not be paid for."""
+    return state.overload_seen is not None and now - state.overload_seen < parameters.memory
+
+
+def target_utilisation(
+    state: CapacityState, shape: Curve, parameters: CapacityParameters, now: float
+) -> float:
     """Where latency reaches the aim, less the tolerance as load headroom, and never more than
     `reach` past the busiest utilisation observed. Where latency was once seen over the SLO,
     the crossing is no busier than that.
@@ -330,7 +343,7 @@ def target_utilisation(state: CapacityState, shape: Curve, parameters: CapacityP
             crossing = 1.0 - latency * (1.0 - _centre(busiest)) / parameters.aim
         else:
             crossing = shape.highest
-    if 0.0 < state.overload_utilisation < crossing:
+    if 0.0 < state.overload_utilisation < crossing and overload_remembered(state, now, parameters):
         crossing = state.overload_utilisation
     target = min(shape.highest + parameters.reach, crossing / (1.0 + parameters.tolerance))
     return min(HIGHEST_TARGET, max(LOWEST_TARGET, target))
@@ -360,7 +373,10 @@ def recommend(
     sure = confidence(state, parameters)
     if s is None or (state.relearned_at is not None and state.observations < 3):
         learned = f"too little learned yet ({state.observations} observations)"
-        if seen.latency > parameters.aim and steady and current > 0:
+        # Latency with idle replicas is not for more replicas to mend (or is the minutes
+        # before the last change, still in its window).
+        busy = seen.utilisation >= parameters.fallback_utilisation
+        if seen.latency > parameters.aim and steady and busy and current > 0:
             ratio = seen.latency / parameters.aim
             wanted = float(math.ceil(current * min(2.0, ratio)))
             why = (
@@ -368,11 +384,14 @@ def recommend(
                 f"{parameters.aim:g}s: x{min(2.0, ratio):.2f}"
             )
             return Recommendation(wanted, "reactive", 0.0, why)
-        why = f"reactive: {learned}; latency {_fmt(seen.latency)}s: hold"
+        why = (
+            f"reactive: {learned}; latency {_fmt(seen.latency)}s at utilisation "
+            f"{seen.utilisation:.2f}: hold"
+        )
         return Recommendation(current, "reactive", 0.0, why)
     shape = curve(state, parameters.aim)
     if state.observations >= parameters.min_observations and sure >= 0.99:
-        utilisation = target_utilisation(state, shape, parameters)
+        utilisation = target_utilisation(state, shape, parameters, now)
         mode = "model"
         reaches = (
             f"latency reaches the aim at u {shape.crossing:.2f}"
@@ -397,9 +416,10 @@ def recommend(
     )
     if needed > current:
         wanted = needed
-    elif after_scale_in < current:
+    elif after_scale_in < current and seen.latency <= parameters.at_most:
         wanted = after_scale_in
     else:
+        # Never in while the SLO is broken, whatever the model says.
         wanted = int(current)
     why = (
         f"{mode}: load {_fmt(seen.load)} rps"
@@ -412,14 +432,17 @@ def recommend(
         if by_ratio > wanted:
             wanted = by_ratio
             why += f"; utilisation {seen.utilisation:.2f} is over the target: needs {wanted}"
-    # Past the SLO at the utilisation where the fleet saturates, and no replica started within
-    # `lead`: the model is wrong about this fleet (a release, a slower dependency). React as
-    # a saturated HPA would, doubling at most, once the last change has had time to serve.
-    saturated = state.overload_utilisation > 0.0 and (
-        seen.utilisation >= state.overload_utilisation - UTILISATION_STEADY
+    # Past the SLO at the utilisation where the fleet saturates, on a settled fleet (its
+    # latency window describes it): the model is wrong about this fleet (a release, say).
+    # React as a saturated HPA would, doubling at most.
+    # Saturated: as busy as it was when last over the SLO, or busier than ever while settled.
+    # Latency over the SLO at a lower utilisation is not for more replicas to mend (a slow
+    # database, say): the model does not react to it.
+    saturated = seen.utilisation >= state.highest_utilisation or (
+        overload_remembered(state, now, parameters)
+        and seen.utilisation >= state.overload_utilisation - UTILISATION_STEADY
     )
-    started = state.steady_since is not None and now - state.steady_since >= parameters.lead
-    if seen.latency > parameters.at_most and saturated and started and current > 0:
+    if seen.latency > parameters.at_most and saturated and steady and current > 0:
         ratio = min(2.0, seen.latency / parameters.aim)
         by_latency = math.ceil(current * ratio - 1e-9)
         if by_latency > wanted:
@@ -445,14 +468,14 @@ class Figures(NamedTuple):
     confidence: float
 
 
-def figures(state: CapacityState, parameters: CapacityParameters) -> Figures:
+def figures(state: CapacityState, parameters: CapacityParameters, now: float) -> Figures:
     s = saturation(state)
     sure = confidence(state, parameters)
     if s is None:
         return Figures(None, None, None, state.observations, sure)
     learned = state.observations >= parameters.min_observations and sure >= 0.99
     utilisation = (
-        target_utilisation(state, curve(state, parameters.aim), parameters)
+        target_utilisation(state, curve(state, parameters.aim), parameters, now)
         if learned
         else parameters.fallback_utilisation
     )
