@@ -146,6 +146,18 @@ def _median(values: tuple[float, ...]) -> float:
     return 0.5 * (ordered[middle - 1] + ordered[middle])
 
 
+def _with_ratio(ratios: tuple[float, ...], ratio: float) -> tuple[float, ...]:
+    """The last estimates with `ratio`; when the newest three all lie a quarter or more to one
+    side of the median before them, what one replica serves has changed: keep only those."""
+    kept = (*ratios, ratio)[-RATIOS_KEPT:]
+    if len(kept) < 6:
+        return kept
+    before, recent = _median(kept[:-3]), kept[-3:]
+    if all(r < 0.75 * before for r in recent) or all(r > before / 0.75 for r in recent):
+        return recent
+    return kept
+
+
 def saturation(state: CapacityState) -> float | None:
     """Requests per second one replica serves at full utilisation, once three minutes agree."""
     if len(state.ratios) < 3:
@@ -257,7 +269,7 @@ def observe(
     ratios = (
         state.ratios
         if overloaded
-        else (*state.ratios, seen.load / (seen.replicas * now_u))[-RATIOS_KEPT:]
+        else _with_ratio(state.ratios, seen.load / (seen.replicas * now_u))
     )
     band = _band(u)
     expected = band_latency(state, band)
@@ -417,7 +429,12 @@ def recommend(
     if needed > current:
         wanted = needed
     elif after_scale_in < current and seen.latency <= parameters.at_most:
-        wanted = after_scale_in
+        # Never lower than the utilisation measured now says the target needs (the HPA's
+        # ratio): a stale estimate of what one replica serves must not scale in.
+        by_ratio = math.ceil(
+            current * seen.utilisation * (1.0 + parameters.tolerance) / utilisation - 1e-9
+        )
+        wanted = min(int(current), max(after_scale_in, by_ratio))
     else:
         # Never in while the SLO is broken, whatever the model says.
         wanted = int(current)
