@@ -135,7 +135,7 @@ class ObjectiveSpec(Strict):
     utilisation: str = Field(min_length=1)
     settle: Duration = 360.0
     lead: Duration = 90.0
-    fallback_utilisation: float = Field(default=0.6, gt=0, lt=1)
+    fallback_utilisation: float = Field(default=0.7, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _aim_under_slo(self) -> ObjectiveSpec:

@@ -255,7 +255,7 @@ class Objective:
     utilisation: str
     settle: float = 360.0
     lead: float = 90.0
-    fallback_utilisation: float = 0.6
+    fallback_utilisation: float = 0.7
 
 
 @dataclass(frozen=True, slots=True)

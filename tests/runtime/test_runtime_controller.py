@@ -459,8 +459,8 @@ def test_the_capacity_model_is_on_metrics(rig: Rig) -> None:
     target = {"rule": "api-slo", "target": "{}"}
     # 100 rps on 2 replicas at utilisation 0.5: one replica serves 100 rps at full use.
     assert rig.sample("autotuner_capacity_saturation_rps", **target) == 100.0
-    assert rig.sample("autotuner_capacity_target_utilisation", **target) == 0.6
-    assert rig.sample("autotuner_capacity_per_replica_rps", **target) == 60.0
+    assert rig.sample("autotuner_capacity_target_utilisation", **target) == 0.7
+    assert rig.sample("autotuner_capacity_per_replica_rps", **target) == pytest.approx(70.0)
     assert (rig.sample("autotuner_capacity_observations", **target) or 0) >= 3
     assert 0 < (rig.sample("autotuner_capacity_confidence", **target) or 0) < 1
     saved = rig.store.document

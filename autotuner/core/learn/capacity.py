@@ -61,7 +61,7 @@ class CapacityParameters(NamedTuple):
     sample_every: float = 60.0
     memory: float = 6 * 3600.0  # half-life of an observation's weight
     min_observations: int = 12
-    fallback_utilisation: float = 0.6
+    fallback_utilisation: float = 0.7
     lead: float = 90.0
     # A count within this share of the need is kept (the HPA's tolerance); the target keeps
     # this much load headroom below the aim's crossing, and a scale-in this much above it.
