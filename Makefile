@@ -24,7 +24,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-$(NATIVE): $(STAMP) tools/build_native.py $(wildcard autotuner/core/*.py autotuner/control/*.py autotuner/sim/*.py)
+$(NATIVE): $(STAMP) tools/build_native.py $(wildcard autotuner/core/*.py autotuner/core/learn/*.py autotuner/control/*.py autotuner/sim/*.py)
 	@echo "compiling the decision core and the simulator's model with mypyc (about a minute)"
 	@mkdir -p build/native
 	$(BIN)/python tools/build_native.py > build/native/build.log 2>&1 || { cat build/native/build.log; exit 1; }

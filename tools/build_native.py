@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NATIVE_MODULES = (
     "autotuner/core/answers.py",
     "autotuner/core/engine.py",
+    "autotuner/core/learn/capacity.py",
     "autotuner/core/model.py",
+    "autotuner/core/objectives.py",
     "autotuner/core/policies.py",
     "autotuner/core/rules.py",
     "autotuner/core/state.py",

@@ -315,11 +315,14 @@ def observe(
     )
 
 
-def confidence(state: CapacityState, parameters: CapacityParameters) -> float:
+def confidence(
+    state: CapacityState, parameters: CapacityParameters, shape: Curve | None = None
+) -> float:
     """0 with nothing learned; 1 with enough observations over at least three bands."""
     if saturation(state) is None:
         return 0.0
-    shape = curve(state, parameters.aim)
+    if shape is None:
+        shape = curve(state, parameters.aim)
     amount = min(1.0, state.observations / parameters.min_observations)
     spread = min(1.0, shape.bands / 3.0)
     return round(amount * spread, 3)
@@ -382,7 +385,6 @@ def recommend(
     steady = state.steady_since is not None and now - state.steady_since >= parameters.settle
     current = seen.replicas
     projected = seen.load + _trend(state) * parameters.lead
-    sure = confidence(state, parameters)
     if s is None or (state.relearned_at is not None and state.observations < 3):
         learned = f"too little learned yet ({state.observations} observations)"
         # Latency with idle replicas is not for more replicas to mend (or is the minutes
@@ -402,6 +404,7 @@ def recommend(
         )
         return Recommendation(current, "reactive", 0.0, why)
     shape = curve(state, parameters.aim)
+    sure = confidence(state, parameters, shape)
     if state.observations >= parameters.min_observations and sure >= 0.99:
         utilisation = target_utilisation(state, shape, parameters, now)
         mode = "model"
