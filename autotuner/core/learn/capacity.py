@@ -392,12 +392,12 @@ def recommend(
         busy = seen.utilisation >= parameters.fallback_utilisation
         if seen.latency > parameters.aim and steady and busy and current > 0:
             ratio = seen.latency / parameters.aim
-            wanted = float(math.ceil(current * min(2.0, ratio)))
+            doubled = float(math.ceil(current * min(2.0, ratio)))
             why = (
                 f"reactive: {learned}; latency {_fmt(seen.latency)}s over the aim "
                 f"{parameters.aim:g}s: x{min(2.0, ratio):.2f}"
             )
-            return Recommendation(wanted, "reactive", 0.0, why)
+            return Recommendation(doubled, "reactive", 0.0, why)
         why = (
             f"reactive: {learned}; latency {_fmt(seen.latency)}s at utilisation "
             f"{seen.utilisation:.2f}: hold"
@@ -452,12 +452,11 @@ def recommend(
         if by_ratio > wanted:
             wanted = by_ratio
             why += f"; utilisation {seen.utilisation:.2f} is over the target: needs {wanted}"
-    # Past the SLO at the utilisation where the fleet saturates, on a settled fleet (its
-    # latency window describes it): the model is wrong about this fleet (a release, say).
-    # React as a saturated HPA would, doubling at most.
-    # Saturated: as busy as it was when last over the SLO, or busier than ever while settled.
-    # Latency over the SLO at a lower utilisation is not for more replicas to mend (a slow
-    # database, say): the model does not react to it.
+    # Past the SLO while saturated, on a settled fleet (its latency window describes it): the
+    # model is wrong about this fleet (a release, say). React as a saturated HPA would,
+    # doubling at most. Saturated: as busy as when last over the SLO, or busier than ever
+    # while settled; latency over the SLO at a lower utilisation is not for more replicas to
+    # mend (a slow database, say).
     saturated = seen.utilisation >= state.highest_utilisation or (
         overload_remembered(state, now, parameters)
         and seen.utilisation >= state.overload_utilisation - UTILISATION_STEADY
