@@ -2,27 +2,32 @@
 
 Run: .venv/bin/python bench/bench_fidelity.py [--workers 16] [--mean-sleep 0.1] [--seed 1]
 
-HTTP (bench/fidelity_http.py): gunicorn with `--workers` sync workers runs an app that sleeps an
-exponential service time (mean `--mean-sleep`) drawn by the load generator's seeded generator.
-An open-loop Poisson generator (asyncio, one connection per request) measures each response
-time from the request's scheduled arrival. First the server's own per-request overhead: mean
-response time less mean sleep at utilisation 0.1. Then p95 at utilisations 0.5-0.95, where
-utilisation is λ·(mean sleep + overhead)/c (the nominal λ·mean sleep/c is shown beside it),
-after a 5 s warm-up from an empty queue; and an overload at 1.25 x the workers' capacity from
-an empty queue, p95 per 5 s window of arrivals. The model is `api_step` with that many workers,
-ample cores, tiny CPU work, `overhead` = the measured overhead and `downstream_seconds` = the
-mean sleep: its p95 with no backlog for the steady rows, and stepped (0.5 s steps, backlog
-carried) for the overload, whose growth (p95 gained per second, first window to last) is
-compared.
+HTTP (bench/fidelity_http.py): gunicorn with `--workers` sync workers runs an app that sleeps
+an exponential service time (mean `--mean-sleep`) drawn by the load generator's seeded
+generator. An open-loop Poisson generator (asyncio, one connection per request) measures each
+response time from the request's scheduled arrival. First the server's own per-request
+overhead: mean response time less mean sleep at utilisation 0.2 (the model's `overhead`), and
+for comparison the part of it that holds a worker: c / throughput - sleep with every worker
+busy (closed loop, fixed sleeps, 5 s). Then p95 at utilisations 0.5-0.95, where utilisation is
+λ·(mean sleep + overhead)/c (the nominal λ·mean sleep/c is shown beside it), after a 5 s
+warm-up from an empty queue; and an overload at 1.25 x the workers' capacity from an empty queue,
+p95 per 5 s window of arrivals. The model is `api_step` with that many workers, ample cores,
+tiny CPU work, `overhead` = the measured overhead, and the load each run offered: its arrivals
+per second and `downstream_seconds` = its mean drawn sleep (a 25 s sample's mean sleep is off
+by 1-3%, which moves an overload's growth by 5-15%). Its p95 with no backlog for the steady
+rows; stepped (0.5 s steps, backlog carried) for the overload, whose growth (p95 gained per
+second, the least-squares slope over the windows) is compared. Beside each, the same requests
+replayed through an ideal FCFS queue of c servers holding each for its sleep plus the overhead:
+what the formulas approximate, without their approximations.
 
 Cache (bench/fidelity_cache.py): a Redis cache-aside on 127.0.0.1:6379 (keys under a prefix
 unique to the run, deleted at the end) under Zipf(0.9) requests over 20,000 keys at 2,000 a
 second, started in its steady state, with the TTL 5 s, raised to 15 s at 10 s, cut to 1 s at
-40 s. Time is compressed 60x: the model's variable is λ·T, so this stands for 33 requests a
-second with TTLs 300 -> 900 -> 60 s and 150 s windows. Hit rates per 2.5 s window against
+40 s. Time is compressed 60x: the model's variable is λ·T, so this stands for 33 requests a second
+with TTLs 300 -> 900 -> 60 s and 150 s windows. Hit rates per 2.5 s window against
 `ttl_step_response` (the simulator's `CacheState`) through the same schedule in 0.05 s steps,
-and in steady state (TTL 5 s over
-0-10 s, 15 s over 25-40 s, a full TTL, 1 s over 57.5-62.5 s) against `cache_tables`.
+and in steady state (TTL 5 s over 0-10 s, 15 s over 25-40 s, a full TTL, 1 s over 57.5-62.5 s)
+against `cache_tables`.
 
 Goals (issue 10): p95 within 15% up to utilisation 0.9; the overload's growth within 25%; hit
 rate within 1 point in steady state and within 3 points in every window through a TTL change.
@@ -73,7 +78,12 @@ def run_http(workers: int, mean_sleep: float, seed: int) -> list[str]:
         print(
             f"  overhead: mean response {low.response_times.mean() * 1000:.1f} ms - mean sleep "
             f"{low.sleeps.mean() * 1000:.1f} ms = {overhead * 1000:.2f} ms per request "
-            f"({low.arrivals.size} requests at utilisation 0.1)"
+            f"({low.arrivals.size} requests at utilisation 0.2)"
+        )
+        throughput, held = http.measure_worker_overhead(server, mean_sleep, 5.0)
+        print(
+            f"  every worker busy (closed loop, fixed {mean_sleep * 1000:.0f} ms sleeps): "
+            f"{throughput:.1f} req/s, so {held * 1000:.2f} ms of the overhead holds a worker"
         )
         for index, (utilisation, seconds) in enumerate(UTILISATIONS.items()):
             row = http.measure_steady(
@@ -84,25 +94,31 @@ def run_http(workers: int, mean_sleep: float, seed: int) -> list[str]:
             rows.append(
                 f"  HTTP p95, utilisation {utilisation:.2f} (nominal {row.nominal:.2f}), "
                 f"{row.rate:5.1f}/s, n={row.requests:5d}: measured {row.measured_p95:6.3f} s, "
-                f"modelled {row.modelled_p95:6.3f} s ({row.error:+6.1%}; M/M/c of the sleeps "
-                f"alone {row.mmc_p95:6.3f} s; the drawn sleeps' own p95 {row.sleeps_p95:5.3f} s), "
+                f"modelled {row.modelled_p95:6.3f} s ({row.error:+6.1%}; ideal FCFS replay "
+                f"{row.replay_p95:6.3f} s, M/M/c of the sleeps alone {row.mmc_p95:6.3f} s, the "
+                f"drawn sleeps' own p95 {row.sleeps_p95:5.3f} s), "
                 f"send lag {row.mean_send_lag * 1000:.1f} ms  {mark}"
             )
             print(rows[-1], flush=True)
         overload = http.measure_overload(
             server, mean_sleep, overhead, OVERLOAD_FACTOR, OVERLOAD_SECONDS, OVERLOAD_WINDOW, seed
         )
-    for (start, stop), measured, modelled in zip(
-        overload.windows, overload.measured_p95, overload.modelled_p95, strict=True
+    for (start, stop), measured, modelled, replay in zip(
+        overload.windows,
+        overload.measured_p95,
+        overload.modelled_p95,
+        overload.replay_p95,
+        strict=True,
     ):
         print(
             f"    overload window {start:4.0f}-{stop:3.0f} s: p95 measured {measured:6.3f} s, "
-            f"modelled {modelled:6.3f} s"
+            f"modelled {modelled:6.3f} s, ideal FCFS replay {replay:6.3f} s"
         )
     rows.append(
         f"  HTTP overload {OVERLOAD_FACTOR:.2f}x capacity ({overload.rate:.0f}/s on {workers} "
         f"workers): p95 growth measured {overload.measured_growth:.3f} s/s, modelled "
-        f"{overload.modelled_growth:.3f} s/s ({overload.error:+.1%})  "
+        f"{overload.modelled_growth:.3f} s/s ({overload.error:+.1%}; ideal FCFS replay "
+        f"{overload.replay_growth:.3f} s/s)  "
         f"{verdict(abs(overload.error) <= GROWTH_GOAL)}"
     )
     print(rows[-1], flush=True)

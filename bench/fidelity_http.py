@@ -20,6 +20,7 @@ overhead as the spec's `overhead` and the mean sleep as `downstream_seconds`.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import os
 import socket
@@ -187,6 +188,20 @@ async def _one(port: int, sleep_seconds: float, scheduled: float) -> float:
     return asyncio.get_running_loop().time() - scheduled
 
 
+def replay_fcfs(run: LoadRun, workers: int, overhead: float) -> np.ndarray:
+    """Response times of the same requests through an ideal FCFS queue of `workers` servers,
+    each request holding one for its sleep plus `overhead`: what the formulas approximate,
+    without their sampling or their approximations (a check on both, not part of the model)."""
+    free_at = [0.0] * workers
+    response_times = np.empty(run.arrivals.size)
+    for index, (arrival, sleep_seconds) in enumerate(zip(run.arrivals, run.sleeps, strict=True)):
+        start = max(float(arrival), heapq.heappop(free_at))
+        end = start + float(sleep_seconds) + overhead
+        heapq.heappush(free_at, end)
+        response_times[index] = end - arrival
+    return response_times
+
+
 def model_spec(workers: int, overhead: float) -> APISpec:
     return APISpec(
         replicas=1,
@@ -242,6 +257,8 @@ class SteadyRow:
     measured_p95: float
     modelled_p95: float
     mmc_p95: float
+    # The same requests through an ideal FCFS queue (`replay_fcfs`).
+    replay_p95: float
     # The p95 of the drawn sleeps alone: how far this sample's service times sit from their
     # distribution's (for the exponential of mean S, S·ln 20).
     sleeps_p95: float
@@ -258,12 +275,14 @@ class OverloadResult:
     windows: list[tuple[float, float]]
     measured_p95: list[float]
     modelled_p95: list[float]
+    # The same requests through an ideal FCFS queue (`replay_fcfs`), per window.
+    replay_p95: list[float]
 
     @staticmethod
     def _growth(values: list[float], windows: list[tuple[float, float]]) -> float:
-        """p95 gained per second, first window to last (s/s)."""
-        span = (windows[-1][0] + windows[-1][1] - windows[0][0] - windows[0][1]) / 2.0
-        return (values[-1] - values[0]) / span
+        """p95 gained per second (s/s): the least-squares slope over the windows' middles."""
+        middles = [(start + stop) / 2.0 for start, stop in windows]
+        return float(np.polyfit(middles, values, 1)[0])
 
     @property
     def measured_growth(self) -> float:
@@ -274,17 +293,50 @@ class OverloadResult:
         return self._growth(self.modelled_p95, self.windows)
 
     @property
+    def replay_growth(self) -> float:
+        return self._growth(self.replay_p95, self.windows)
+
+    @property
     def error(self) -> float:
         return self.modelled_growth / self.measured_growth - 1.0
 
 
 def measure_overhead(
-    server: Gunicorn, mean_sleep: float, duration: float, seed: int, utilisation: float = 0.1
+    server: Gunicorn, mean_sleep: float, duration: float, seed: int, utilisation: float = 0.2
 ) -> tuple[float, LoadRun]:
     """Mean response time less mean sleep at low load: the server's own cost per request."""
     rate = utilisation * server.workers / mean_sleep
     run = open_loop(server.port, rate, mean_sleep, duration, seed)
     return float(np.mean(run.response_times) - np.mean(run.sleeps)), run
+
+
+def measure_worker_overhead(
+    server: Gunicorn, sleep_seconds: float, duration: float, clients_per_worker: int = 3
+) -> tuple[float, float]:
+    """Throughput with every worker busy, and the overhead per request it implies,
+    c / throughput - sleep: the part of the overhead that holds a worker (the rest of the
+    low-load figure is the client's and the kernel's). Closed loop, fixed sleeps; the first
+    second is left out."""
+    return asyncio.run(_saturate(server, sleep_seconds, duration, clients_per_worker))
+
+
+async def _saturate(
+    server: Gunicorn, sleep_seconds: float, duration: float, clients_per_worker: int
+) -> tuple[float, float]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + duration
+    finished: list[float] = []
+
+    async def client() -> None:
+        while loop.time() < end:
+            await _one(server.port, sleep_seconds, loop.time())
+            finished.append(loop.time() - start)
+
+    await asyncio.gather(*(client() for _ in range(clients_per_worker * server.workers)))
+    counted = sum(1 for at in finished if 1.0 <= at < duration)
+    throughput = counted / (duration - 1.0)
+    return throughput, server.workers / throughput - sleep_seconds
 
 
 def measure_steady(
@@ -301,14 +353,20 @@ def measure_steady(
     rate = utilisation * workers / (mean_sleep + overhead)
     run = open_loop(server.port, rate, mean_sleep, warmup + duration, seed)
     kept = run.between(warmup, warmup + duration)
+    replayed = replay_fcfs(run, workers, overhead)
+    in_window = (run.arrivals >= warmup) & (run.arrivals < warmup + duration)
+    # The model gets the load this run offered: its arrivals per second and mean drawn sleep.
+    offered = kept.arrivals.size / duration
+    drawn = float(np.mean(kept.sleeps))
     return SteadyRow(
         utilisation=utilisation,
         nominal=rate * mean_sleep / workers,
         rate=rate,
         requests=int(kept.arrivals.size),
         measured_p95=kept.p95(),
-        modelled_p95=modelled_p95(workers, mean_sleep, overhead, rate),
-        mmc_p95=plain_mmc_p95(workers, mean_sleep, rate),
+        modelled_p95=modelled_p95(workers, drawn, overhead, offered),
+        mmc_p95=plain_mmc_p95(workers, drawn, offered),
+        replay_p95=float(np.quantile(replayed[in_window], 0.95)),
         sleeps_p95=float(np.quantile(kept.sleeps, 0.95)),
         mean_send_lag=float(np.mean(kept.send_lags)),
     )
@@ -331,8 +389,16 @@ def measure_overload(
     count = max(2, math.floor(duration / window + 1e-9))
     windows = [(i * window, (i + 1) * window) for i in range(count)]
     measured = [run.between(start, stop).p95() for start, stop in windows]
-    modelled = modelled_windows(workers, mean_sleep, overhead, rate, windows)
-    return OverloadResult(rate, windows, measured, modelled)
+    # The model gets the load this run offered: its arrivals per second and mean drawn sleep.
+    offered = run.arrivals.size / duration
+    drawn = float(np.mean(run.sleeps))
+    modelled = modelled_windows(workers, drawn, overhead, offered, windows)
+    replayed = replay_fcfs(run, workers, overhead)
+    replay = [
+        float(np.quantile(replayed[(run.arrivals >= start) & (run.arrivals < stop)], 0.95))
+        for start, stop in windows
+    ]
+    return OverloadResult(rate, windows, measured, modelled, replay)
 
 
 def describe_machine() -> str:
