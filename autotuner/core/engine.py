@@ -237,7 +237,14 @@ class _Evaluator:
         if isinstance(answer, NoData) or not answer.samples:
             self.run_rule(rule, answer, known)
             return
-        counts = Counter(sample.labels for sample in answer.samples)
+        samples = answer.samples
+        repeated = (
+            _NONE_REPEATED
+            if len(samples) == 1
+            else frozenset(
+                label for label, n in Counter(s.labels for s in samples).items() if n > 1
+            )
+        )
         knob_for = rule.action.knob.knob_for
         knobs: dict[Labels, KnobRef] = {}
         current: dict[Labels, float] = {}
@@ -264,7 +271,7 @@ class _Evaluator:
             labels = inputs.labels
             seen.add(labels)
             key = (rule.name, labels)
-            if counts[labels] > 1:
+            if labels in repeated:
                 self.no_data(rule, labels, f"duplicate series {format_labels(labels)}")
                 continue
             if inputs.no_data is not None or inputs.latency is None:

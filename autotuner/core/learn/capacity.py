@@ -86,6 +86,10 @@ class CapacityState(NamedTuple):
     band_weight: tuple[float, ...] = _EMPTY_BANDS
     band_latency: tuple[float, ...] = _EMPTY_BANDS
     observations: int = 0
+    # What the bands say of the aim, worked out when they change (see `curve`), since they
+    # change once a minute at most and are read every tick.
+    crossing: float | None = None
+    bands: int = 0
     # The busiest utilisation observed since the curve (re)started: how far it is known.
     highest_utilisation: float = 0.0
     surprises: int = 0
@@ -204,6 +208,16 @@ def curve(state: CapacityState, aim: float) -> Curve:
     return Curve(crossing, state.highest_utilisation, bands, state.observations)
 
 
+def learned_curve(state: CapacityState) -> Curve:
+    """`curve` as the last observation left it."""
+    return Curve(state.crossing, state.highest_utilisation, state.bands, state.observations)
+
+
+def _with_curve(state: CapacityState, aim: float) -> CapacityState:
+    shape = curve(state, aim)
+    return state._replace(crossing=shape.crossing, bands=shape.bands)
+
+
 def _trend(state: CapacityState) -> float:
     """The load's recent rise in requests per second per second (0 when falling)."""
     return max(0.0, (state.fast_load - state.slow_load) / (SLOW_LOAD - FAST_LOAD))
@@ -304,7 +318,7 @@ def observe(
     sums = [s * decay for s in state.band_latency]
     weights[band] += 1.0
     sums[band] += seen.latency
-    return state._replace(
+    learned = state._replace(
         last_sample=now,
         ratios=ratios,
         band_weight=tuple(weights),
@@ -313,6 +327,7 @@ def observe(
         highest_utilisation=max(state.highest_utilisation, u),
         surprises=0,
     )
+    return _with_curve(learned, parameters.aim)
 
 
 def confidence(
@@ -322,7 +337,7 @@ def confidence(
     if saturation(state) is None:
         return 0.0
     if shape is None:
-        shape = curve(state, parameters.aim)
+        shape = learned_curve(state)
     amount = min(1.0, state.observations / parameters.min_observations)
     spread = min(1.0, shape.bands / 3.0)
     return round(amount * spread, 3)
@@ -403,7 +418,7 @@ def recommend(
             f"{seen.utilisation:.2f}: hold"
         )
         return Recommendation(current, "reactive", 0.0, why)
-    shape = curve(state, parameters.aim)
+    shape = learned_curve(state)
     sure = confidence(state, parameters, shape)
     if state.observations >= parameters.min_observations and sure >= 0.99:
         utilisation = target_utilisation(state, shape, parameters, now)
@@ -494,7 +509,7 @@ def figures(state: CapacityState, parameters: CapacityParameters, now: float) ->
         return Figures(None, None, None, state.observations, sure)
     learned = state.observations >= parameters.min_observations and sure >= 0.99
     utilisation = (
-        target_utilisation(state, curve(state, parameters.aim), parameters, now)
+        target_utilisation(state, learned_curve(state), parameters, now)
         if learned
         else parameters.fallback_utilisation
     )
