@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from autotuner.core import objectives, policies
 from autotuner.core.learn import capacity
-from autotuner.core.learn.capacity import CapacityState
+from autotuner.core.learn.capacity import CapacityParameters, CapacityState, Recommendation
 from autotuner.core.model import (
     Decision,
     Direction,
@@ -153,8 +153,8 @@ class _Evaluator:
         self.capacity: dict[TargetKey, CapacityState] = {
             key: model for key, model in state.capacity.items() if key[0] in self.rules_by_name
         }
-        # Each objective target's model, in words, for its decision's reason.
-        self.explanations: dict[TargetKey, str] = {}
+        # Each objective target's recommendation, put in words for its decision's reason.
+        self.explanations: dict[TargetKey, tuple[Recommendation, CapacityParameters]] = {}
 
     # -- per target -------------------------------------------------------------------------
 
@@ -308,7 +308,7 @@ class _Evaluator:
             )
             self.capacity[key] = model
             advice = capacity.recommend(model, self.now, inputs.observation, parameters)
-            self.explanations[key] = advice.reason
+            self.explanations[key] = (advice, parameters)
             current_value, from_default = start
             self.shape(
                 rule,
@@ -669,17 +669,25 @@ class _Evaluator:
             proposed=proposed,
             final=final,
             steps=tuple(steps),
-            reason=self.reason(rule, labels, value, why),
+            reason=self.reason(rule, labels, value, why, proposed != current),
             dry_run=self.dry_run,
             from_default=from_default,
         )
 
-    def reason(self, rule: Rule, labels: Labels, value: float | None, why: str) -> str:
+    def reason(
+        self, rule: Rule, labels: Labels, value: float | None, why: str, wished: bool
+    ) -> str:
         if rule.objective is None:
             return f"{_describe(rule, value)}: {why}"
-        model = self.explanations.get((rule.name, labels))
         described = objectives.describe(rule, value)
-        return f"{described}; {model}: {why}" if model else f"{described}: {why}"
+        explained = self.explanations.get((rule.name, labels))
+        if explained is None:
+            return f"{described}: {why}"
+        advice, parameters = explained
+        if not wished:
+            # Content with the count it has: the short form, every tick of every target.
+            return f"{described}; {advice.mode}: needs {advice.replicas:g}: {why}"
+        return f"{described}; {capacity.explain(advice, parameters)}: {why}"
 
     # -- the new state ----------------------------------------------------------------------
 

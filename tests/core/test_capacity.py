@@ -10,6 +10,7 @@ from autotuner.core.learn.capacity import (
     CapacityState,
     Observation,
     curve,
+    explain,
     observe,
     recommend,
     saturation,
@@ -79,7 +80,7 @@ def run_fleet(
 def capacity_learned(state: CapacityState, now: float, pods: int) -> float:
     seen = Observation(load=300.0, latency=0.2, utilisation=0.5, replicas=float(pods))
     advice = recommend(state, now, seen, PARAMETERS)
-    assert advice.mode == "model", advice.reason
+    assert advice.mode == "model", explain(advice, PARAMETERS)
     assert advice.capacity_at_aim is not None and advice.capacity_per_replica is not None
     # The target keeps the tolerance as load headroom below the aim's crossing.
     assert advice.capacity_per_replica == pytest.approx(advice.capacity_at_aim / 1.1)
@@ -113,7 +114,7 @@ def test_with_nothing_learned_it_falls_back_and_says_so() -> None:
     assert advice.mode == "reactive"
     assert advice.confidence == 0.0
     assert advice.replicas == 4.0  # not steady yet: nothing to react with
-    assert "too little learned" in advice.reason
+    assert "too little learned" in explain(advice, PARAMETERS)
     state = observe(state, 400.0, seen, PARAMETERS)
     advice = recommend(state, 400.0, seen, PARAMETERS)
     assert advice.replicas == 8  # latency / aim is 2.25: at most doubled in one step

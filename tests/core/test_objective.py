@@ -128,7 +128,7 @@ def test_nothing_learned_yet_reacts_to_latency_over_the_aim_and_never_scales_in(
     assert fleet.actuator.knobs[API] == 4
     decisions = [d for r in reports for d, _ in r.decisions]
     assert decisions and all(d.verdict is Verdict.HOLD for d in decisions)
-    assert "reactive: too little learned yet" in decisions[-1].reason
+    assert "reactive: needs 4" in decisions[-1].reason
     fleet.run(380.0, 3)
     # Settled (6 minutes): latency / aim is 4.5, at most doubled in one step.
     assert fleet.actuator.knobs[API] == 8
