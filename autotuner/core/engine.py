@@ -310,6 +310,24 @@ class _Evaluator:
             advice = capacity.recommend(model, self.now, inputs.observation, parameters)
             self.explanations[key] = (advice, parameters)
             current_value, from_default = start
+            if advice.replicas == current_value and not from_default:
+                # Content with the count it has, as most ticks are: no policy can change
+                # that, and the stabilization window records the current value anyway.
+                self.decisions.append(
+                    self.decision(
+                        rule,
+                        labels,
+                        chosen,
+                        Verdict.HOLD,
+                        inputs.latency,
+                        current_value,
+                        current_value,
+                        current_value,
+                        (),
+                        f"{chosen.id} stays {current_value:g}",
+                    )
+                )
+                continue
             self.shape(
                 rule,
                 labels,
