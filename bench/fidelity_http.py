@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from types import TracebackType
 
@@ -177,6 +178,15 @@ async def _drive(
 
 
 async def _one(port: int, sleep_seconds: float, scheduled: float) -> float:
+    return (await _exchange(port, sleep_seconds, scheduled))[0]
+
+
+# A reply as the app reports it: response time (s), the worker's pid, and the wall-clock times
+# at which the app was entered and left.
+Reply = tuple[float, int, float, float]
+
+
+async def _exchange(port: int, sleep_seconds: float, scheduled: float) -> Reply:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(_request(sleep_seconds))
@@ -185,7 +195,13 @@ async def _one(port: int, sleep_seconds: float, scheduled: float) -> float:
         writer.close()
     if not reply.startswith(b"HTTP/1.1 200"):
         raise RuntimeError(f"the service answered {reply[:60]!r}: the figures would mean nothing")
-    return asyncio.get_running_loop().time() - scheduled
+    elapsed = asyncio.get_running_loop().time() - scheduled
+    head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    fields = dict(
+        (name.strip().lower(), value.strip())
+        for name, _, value in (line.partition(":") for line in head.split("\r\n")[1:])
+    )
+    return elapsed, int(fields["x-worker"]), float(fields["x-entered"]), float(fields["x-left"])
 
 
 def replay_fcfs(run: LoadRun, workers: int, overhead: float) -> np.ndarray:
@@ -256,6 +272,9 @@ class SteadyRow:
     requests: int
     measured_p95: float
     modelled_p95: float
+    # The model with only the worker-held overhead holding a worker, the rest of the low-load
+    # overhead added to every response as latency outside the workers.
+    modelled_held_p95: float
     mmc_p95: float
     # The same requests through an ideal FCFS queue (`replay_fcfs`).
     replay_p95: float
@@ -275,6 +294,8 @@ class OverloadResult:
     windows: list[tuple[float, float]]
     measured_p95: list[float]
     modelled_p95: list[float]
+    # The model with only the worker-held overhead holding a worker, per window.
+    modelled_held_p95: list[float]
     # The same requests through an ideal FCFS queue (`replay_fcfs`), per window.
     replay_p95: list[float]
 
@@ -291,6 +312,10 @@ class OverloadResult:
     @property
     def modelled_growth(self) -> float:
         return self._growth(self.modelled_p95, self.windows)
+
+    @property
+    def modelled_held_growth(self) -> float:
+        return self._growth(self.modelled_held_p95, self.windows)
 
     @property
     def replay_growth(self) -> float:
@@ -312,37 +337,47 @@ def measure_overhead(
 
 def measure_worker_overhead(
     server: Gunicorn, sleep_seconds: float, duration: float, clients_per_worker: int = 3
-) -> tuple[float, float]:
-    """Throughput with every worker busy, and the overhead per request it implies,
-    c / throughput - sleep: the part of the overhead that holds a worker (the rest of the
-    low-load figure is the client's and the kernel's). Closed loop, fixed sleeps; the first
-    second is left out."""
-    return asyncio.run(_saturate(server, sleep_seconds, duration, clients_per_worker))
+) -> float:
+    """The part of the overhead that holds a worker: with every worker busy (closed loop,
+    more clients than workers), the mean time per request a worker spends outside the app's
+    sleep, from the app's own clock: the gap from leaving one request to entering the next,
+    plus the sleep's overshoot. The rest of the low-load figure is the client's and the
+    kernel's (waking up, connecting), which a busy worker does not wait for."""
+    replies = asyncio.run(_saturate(server, sleep_seconds, duration, clients_per_worker))
+    by_worker: dict[int, list[tuple[float, float]]] = {}
+    for _, worker, entered, left in replies:
+        by_worker.setdefault(worker, []).append((entered, left))
+    held: list[float] = []
+    for visits in by_worker.values():
+        visits.sort()
+        # The first and last second are left out: workers are not all busy there.
+        first, last = visits[0][0] + 1.0, visits[-1][1] - 1.0
+        for (entered, left), (next_entered, _) in pairwise(visits):
+            if first <= entered and next_entered <= last:
+                held.append(next_entered - left + (left - entered - sleep_seconds))
+    return float(np.mean(held))
 
 
 async def _saturate(
     server: Gunicorn, sleep_seconds: float, duration: float, clients_per_worker: int
-) -> tuple[float, float]:
+) -> list[Reply]:
     loop = asyncio.get_running_loop()
-    start = loop.time()
-    end = start + duration
-    finished: list[float] = []
+    end = loop.time() + duration
+    replies: list[Reply] = []
 
     async def client() -> None:
         while loop.time() < end:
-            await _one(server.port, sleep_seconds, loop.time())
-            finished.append(loop.time() - start)
+            replies.append(await _exchange(server.port, sleep_seconds, loop.time()))
 
     await asyncio.gather(*(client() for _ in range(clients_per_worker * server.workers)))
-    counted = sum(1 for at in finished if 1.0 <= at < duration)
-    throughput = counted / (duration - 1.0)
-    return throughput, server.workers / throughput - sleep_seconds
+    return replies
 
 
 def measure_steady(
     server: Gunicorn,
     mean_sleep: float,
     overhead: float,
+    held: float,
     utilisation: float,
     duration: float,
     warmup: float,
@@ -365,6 +400,7 @@ def measure_steady(
         requests=int(kept.arrivals.size),
         measured_p95=kept.p95(),
         modelled_p95=modelled_p95(workers, drawn, overhead, offered),
+        modelled_held_p95=modelled_p95(workers, drawn, held, offered) + overhead - held,
         mmc_p95=plain_mmc_p95(workers, drawn, offered),
         replay_p95=float(np.quantile(replayed[in_window], 0.95)),
         sleeps_p95=float(np.quantile(kept.sleeps, 0.95)),
@@ -376,6 +412,7 @@ def measure_overload(
     server: Gunicorn,
     mean_sleep: float,
     overhead: float,
+    held: float,
     factor: float,
     duration: float,
     window: float,
@@ -393,12 +430,15 @@ def measure_overload(
     offered = run.arrivals.size / duration
     drawn = float(np.mean(run.sleeps))
     modelled = modelled_windows(workers, drawn, overhead, offered, windows)
+    modelled_held = [
+        p95 + overhead - held for p95 in modelled_windows(workers, drawn, held, offered, windows)
+    ]
     replayed = replay_fcfs(run, workers, overhead)
     replay = [
         float(np.quantile(replayed[(run.arrivals >= start) & (run.arrivals < stop)], 0.95))
         for start, stop in windows
     ]
-    return OverloadResult(rate, windows, measured, modelled, replay)
+    return OverloadResult(rate, windows, measured, modelled, modelled_held, replay)
 
 
 def describe_machine() -> str:

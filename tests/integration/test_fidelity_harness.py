@@ -15,7 +15,13 @@ import pytest
 import redis
 
 from bench.fidelity_cache import cache_aside, steady_hit_rate
-from bench.fidelity_http import Gunicorn, measure_overhead, measure_overload, measure_steady
+from bench.fidelity_http import (
+    Gunicorn,
+    measure_overhead,
+    measure_overload,
+    measure_steady,
+    measure_worker_overhead,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,10 +31,12 @@ MEAN_SLEEP = 0.02
 def test_an_overloaded_worker_pool_grows_its_p95_window_over_window() -> None:
     with Gunicorn(workers=2) as server:
         overhead, low = measure_overhead(server, MEAN_SLEEP, 1.5, seed=1, utilisation=0.2)
-        steady = measure_steady(server, MEAN_SLEEP, overhead, 0.5, 2.0, 0.5, seed=2)
-        overload = measure_overload(server, MEAN_SLEEP, overhead, 1.5, 6.0, 2.0, seed=3)
+        held = measure_worker_overhead(server, MEAN_SLEEP, 2.5)
+        steady = measure_steady(server, MEAN_SLEEP, overhead, held, 0.5, 2.0, 0.5, seed=2)
+        overload = measure_overload(server, MEAN_SLEEP, overhead, held, 1.5, 6.0, 2.0, seed=3)
     # Each request's response time includes its sleep, so the overhead is positive; a few ms.
     assert 0.0 < overhead < 0.05, overhead
+    assert 0.0 < held < 0.05, held
     assert low.response_times.min() >= low.sleeps.min()
     assert steady.requests > 20
     assert 0.5 < steady.modelled_p95 / steady.measured_p95 < 2.0, steady
