@@ -20,41 +20,26 @@ import json
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from autotuner.config.loader import load_rules
-from autotuner.sim.load import LoadSpec, Trace
+from autotuner.sim.replay import day_slice
 from autotuner.sim.report import build_report
 from autotuner.sim.runner import Policy, run
 from autotuner.sim.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "sim/scenarios"
-DAY = 86400.0
 SYNTHETIC = ("flash-crowd", "steady-day", "bad-deploy", "slow-deploy", "quiet-day")
 VIOLATION_GOAL = 0.5
 REPLICA_HOURS_GOAL = 1.0
 
 
-def week_slice(scenario: Scenario, first_day: int, days: int) -> Scenario:
-    base = scenario.load.base
-    assert isinstance(base, Trace) and base.peak_rps is not None
-    scale = base.peak_rps / (max(base.per_minute) / 60.0)
-    sliced = replace(base, peak_rps=None, scale=scale, start_minute=first_day * 1440.0)
-    return replace(
-        scenario,
-        name=f"worldcup98 days {first_day + 1}-{first_day + days}",
-        load=LoadSpec(sliced, scenario.load.events, scenario.load.noise),
-        settings=replace(scenario.settings, duration=days * DAY),
-    )
-
-
 def cases() -> list[Scenario]:
     worldcup = load_scenario(SCENARIOS / "worldcup98.yaml")
     found = [worldcup]
-    found += [week_slice(worldcup, first, 7) for first in (0, 7, 14)]
+    found += [day_slice(worldcup, first, 7) for first in (0, 7, 14)]
     found += [load_scenario(SCENARIOS / f"{name}.yaml") for name in SYNTHETIC]
     return found
 

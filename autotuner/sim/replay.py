@@ -61,3 +61,27 @@ def replay_trace(
         ),
         shortened,
     )
+
+
+def day_slice(scenario: Scenario, first_day: float, days: float) -> Scenario:
+    """`scenario` replaying `days` days of its own trace from `first_day` on, at the scale of
+    the whole trace (its busiest minute is the scenario's `peak_rps`), so a quiet stretch
+    stays quiet. TraceError when the scenario's load is not a trace or is shorter."""
+    base = scenario.load.base
+    if not isinstance(base, Trace):
+        raise TraceError(f"scenario {scenario.name} replays no trace to take days of")
+    start = base.start_minute + first_day * 1440.0
+    if start + days * 1440.0 > len(base.per_minute):
+        raise TraceError(
+            f"the trace of {scenario.name} has {len(base.per_minute) / 1440.0:g} days; "
+            f"days {first_day:g} to {first_day + days:g} are past its end"
+        )
+    if base.peak_rps is not None:
+        busiest = max(base.per_minute) / 60.0
+        base = replace(base, peak_rps=None, scale=base.peak_rps / busiest)
+    return replace(
+        scenario,
+        name=f"{scenario.name} days {first_day:g}-{first_day + days:g}",
+        load=replace(scenario.load, base=replace(base, start_minute=start)),
+        settings=replace(scenario.settings, duration=days * 86400.0),
+    )
