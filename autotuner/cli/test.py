@@ -1,5 +1,8 @@
 """`autotuner test FILE...`: run unit tests for rule files, as `promtool test rules` does.
 
+The report goes to stdout (text, or JSON with `--format json`), and with `--junit FILE` also
+to FILE as JUnit XML; stderr carries only problems with the command line itself.
+
 Exit status: 0 when every test passes, 1 when any fails, 2 when a test file (or a rule file it
 names) is not valid, with the file, line and field of each problem.
 """
@@ -7,11 +10,13 @@ names) is not valid, with the file, line and field of each problem.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
 
 from autotuner.config.errors import ConfigError
+from autotuner.ruletest.export import FileOutcome, to_document, to_junit
 from autotuner.ruletest.report import format_file, format_problems
 from autotuner.ruletest.runner import run_file
 from autotuner.ruletest.testfile import load_test_file
@@ -32,7 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run",
         metavar="REGEX",
-        help="run only the test groups whose name matches this regular expression",
+        help="run only the test groups whose name matches this regular expression "
+        "(promtool's --run)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="the report on stdout: text, or JSON as `autotuner check --format json`",
+    )
+    parser.add_argument(
+        "--junit",
+        type=Path,
+        metavar="FILE",
+        help="also write the results to FILE as JUnit XML, one test case per test group "
+        "(promtool's --junit)",
     )
 
 
@@ -42,22 +61,46 @@ def run(args: argparse.Namespace) -> int:
     except re.error as error:
         print(f"--run: not a regular expression: {error}", file=sys.stderr)
         return EXIT_BAD_FILE
+    if args.junit is not None and not args.junit.parent.is_dir():
+        print(
+            f"--junit {args.junit}: the folder {args.junit.parent} does not exist", file=sys.stderr
+        )
+        return EXIT_BAD_FILE
     files, empty = _test_files(args.paths)
     for directory in empty:
         print(f"{directory}: this directory holds no *.yaml or *.yml file", file=sys.stderr)
-    status = EXIT_BAD_FILE if empty else EXIT_PASSED
+    outcomes = []
     for path in files:
+        outcome = _run_file(path, only)
+        outcomes.append(outcome)
+        if args.format == "text":
+            # File by file, as each one finishes.
+            print("\n".join(_text(outcome)), flush=True)
+    if args.format == "json":
+        print(json.dumps(to_document(outcomes), indent=2))
+    if args.junit is not None:
         try:
-            test_file = load_test_file(path)
-        except ConfigError as error:
-            print("\n".join(format_problems(path, error.problems)), file=sys.stderr)
-            status = EXIT_BAD_FILE
-            continue
-        result = run_file(test_file, only)
-        print("\n".join(format_file(result)))
-        if not result.passed and status == EXIT_PASSED:
-            status = EXIT_FAILED
-    return status
+            args.junit.write_bytes(to_junit(outcomes))
+        except OSError as error:
+            print(f"--junit {args.junit}: cannot write it: {error.strerror}", file=sys.stderr)
+            return EXIT_BAD_FILE
+    if empty or any(outcome.result is None for outcome in outcomes):
+        return EXIT_BAD_FILE
+    return EXIT_PASSED if all(outcome.passed for outcome in outcomes) else EXIT_FAILED
+
+
+def _text(outcome: FileOutcome) -> list[str]:
+    if outcome.result is None:
+        return format_problems(outcome.path, outcome.problems)
+    return format_file(outcome.result)
+
+
+def _run_file(path: str, only: re.Pattern[str] | None) -> FileOutcome:
+    try:
+        test_file = load_test_file(path)
+    except ConfigError as error:
+        return FileOutcome(path, None, error.problems)
+    return FileOutcome(path, run_file(test_file, only))
 
 
 def _test_files(paths: list[str]) -> tuple[list[str], list[str]]:

@@ -200,7 +200,7 @@ def test_a_failing_file_does_not_hide_the_others(
     assert main(["test", str(bad), str(good)]) == 2
     captured = capsys.readouterr()
     assert "SUCCESS" in captured.out
-    assert f"{bad}:2:8: tests:" in captured.err
+    assert f"{bad}:2:8: tests:" in captured.out
 
 
 @pytest.mark.parametrize(
@@ -278,9 +278,9 @@ def test_bad_test_file_exits_2_naming_file_line_and_field(
     assert change[0] in PASSING
     path = write_test(tmp_path, PASSING.replace(*change))
     assert main(["test", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert f"BAD TEST FILE: {path}:{where}" in err, err
-    assert message in err
+    out = capsys.readouterr().out
+    assert f"BAD TEST FILE: {path}:{where}" in out, out
+    assert message in out
 
 
 def test_yaml_syntax_error_and_empty_file(
@@ -288,16 +288,16 @@ def test_yaml_syntax_error_and_empty_file(
 ) -> None:
     path = write_test(tmp_path, "rule_files: [rules.yaml\n")
     assert main(["test", str(path)]) == 2
-    assert "not valid YAML" in capsys.readouterr().err
+    assert "not valid YAML" in capsys.readouterr().out
     path.write_text("")
     assert main(["test", str(path)]) == 2
-    assert "the file is empty" in capsys.readouterr().err
+    assert "the file is empty" in capsys.readouterr().out
 
 
 def test_missing_test_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "absent.yaml"
     assert main(["test", str(missing)]) == 2
-    assert f"{missing}:1:1: cannot read the file" in capsys.readouterr().err
+    assert f"{missing}:1:1: cannot read the file" in capsys.readouterr().out
 
 
 def test_a_broken_rule_file_is_reported_with_its_own_position(
@@ -306,8 +306,8 @@ def test_a_broken_rule_file_is_reported_with_its_own_position(
     path = write_test(tmp_path, PASSING)
     (tmp_path / "rules.yaml").write_text(RULES.replace("above: 100", "abov: 100"))
     assert main(["test", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert f"{tmp_path / 'rules.yaml'}:6:5" in err
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'rules.yaml'}:6:5" in out
 
 
 def test_rule_files_accept_globs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
