@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from autotuner.config import promql
 from autotuner.config.errors import ConfigError, Problem, did_you_mean
+from autotuner.config.lint import kubernetes_name_problem
 from autotuner.config.schema import (
     BudgetSpec,
     ChangeFields,
@@ -65,7 +66,8 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
                     Problem(str(path), 1, 1, "", "this directory holds no *.yaml or *.yml file")
                 )
             found.extend(inside)
-        elif path.is_file():
+        elif path.exists():
+            # Not only regular files: /dev/null, a pipe or a process substitution read alike.
             found.append(path)
         else:
             problems.append(Problem(str(path), 1, 1, "", "no such file or directory"))
@@ -99,11 +101,9 @@ def load_text(text: str, file: str) -> RuleSet:
 
 
 def _compile_located(located: Located) -> RuleSet:
-    file = located.file
     if located.data is None:
-        raise ConfigError(
-            [Problem(file, 1, 1, "", "the file is empty; a rule file has `metrics:` and `rules:`")]
-        )
+        # An empty file holds no rules, as an empty promtool rule file holds no groups.
+        return RuleSet(metrics=(), rules=(), files=(located.file,))
     spec = validate(RuleFileSpec, located)
     return _Compiler(located, spec).compile()
 
@@ -141,10 +141,46 @@ def _problem(
             "must be a finite number; YAML reads .inf, .nan and numbers past 1.8e308 as "
             "infinite or not a number"
         )
+    if kind in _SHAPE_MESSAGES:
+        message = f"{_SHAPE_MESSAGES[kind]}, not {_yaml_kind(_value_at(located.data, path))}"
     if kind == "missing":
         message = f"the field {path[-1]!r} is required"
         return located.problem(path[:-1], message) if path else located.problem(path, message)
     return located.problem(path, message)
+
+
+# Pydantic's words for a value of the wrong shape name the model's class ("a valid dictionary
+# or instance of ActionSpec"); these say it in the file's terms.
+_SHAPE_MESSAGES = {
+    "model_type": "expected a mapping of fields (name: value)",
+    "model_attributes_type": "expected a mapping of fields (name: value)",
+    "dict_type": "expected a mapping (name: value)",
+    "tuple_type": "expected a list",
+    "list_type": "expected a list",
+}
+
+
+def _value_at(data: Any, path: Sequence[str | int]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return data
+    return data
+
+
+def _yaml_kind(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
 
 
 def _data_path(data: Any, base: tuple[str | int, ...], loc: Sequence[Any]) -> tuple[str | int, ...]:
@@ -366,6 +402,14 @@ class _Compiler:
         except TemplateError as error:
             self.problem(path, str(error))
             return None
+        literal = "".join(template.parts[0::2])
+        if "{{" in literal or "}}" in literal:
+            self.problem(
+                path,
+                f"{text!r} has an unclosed placeholder; write {{{{ labels.NAME }}}} with both "
+                "braces",
+            )
+            return None
         available = self.metric_labels.get(metric)
         if available is not None:
             for label in template.label_names:
@@ -393,6 +437,17 @@ class _Compiler:
             namespace = self.template((*path, "namespace"), scale.namespace, rule.metric)
             if name is None or namespace is None:
                 return None
+            # A static name is known now: one Kubernetes refuses would fail every write.
+            for field_name, template, what in (
+                (name_field, name, name_field),
+                ("namespace", namespace, "namespace"),
+            ):
+                refused = (
+                    kubernetes_name_problem(what, template.parts[0]) if template.is_static else None
+                )
+                if refused is not None:
+                    self.problem((*path, field_name), refused)
+                    return None
             knob = KnobTemplate(kind, name, namespace)
             integer, default = True, None
         else:
@@ -474,7 +529,23 @@ class _Compiler:
                 )
                 return None
             terms.append(tuple(knobs))
-        return Budget(spec.name, spec.limit, tuple(terms))
+        for term_index, term in enumerate(spec.terms):
+            for knob_index, knob in enumerate(terms[term_index]):
+                if knob.kind is KnobKind.CONFIG_KEY:
+                    continue
+                refused = kubernetes_name_problem("namespace", knob.namespace) or (
+                    kubernetes_name_problem(knob.kind.value.lower(), knob.name)
+                )
+                if refused:
+                    field_name = "deployment" if term[knob_index].deployment else "statefulset"
+                    self.problem(
+                        ("budgets", index, "terms", term_index, knob_index, field_name), refused
+                    )
+                    return None
+        line, _ = self.located.position(("budgets", index, "name"))
+        return Budget(
+            spec.name, spec.limit, tuple(terms), location=SourceLocation(self.located.file, line)
+        )
 
 
 def _knob(spec: KnobSpec) -> KnobRef:

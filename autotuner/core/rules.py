@@ -302,8 +302,11 @@ class Budget:
     name: str
     limit: float
     terms: tuple[tuple[KnobRef, ...], ...]
+    location: SourceLocation | None = dataclasses.field(default=None, compare=False)
     # Derived once: every tick asks which knobs a budget holds.
-    knobs: frozenset[KnobRef] = dataclasses.field(init=False, repr=False, compare=False)
+    knobs: frozenset[KnobRef] = dataclasses.field(
+        init=False, repr=False, compare=False, default=frozenset()
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "knobs", frozenset(k for term in self.terms for k in term))
