@@ -6,6 +6,7 @@ process-global one, so that each test (and each daemon in one process) has its o
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from autotuner.runtime.logging import log_event
+
+_LOG = logging.getLogger(__name__)
+
+# A prober or scraper that hangs up before its answer is written (a timeout on its side) is
+# ordinary traffic, not a fault of the daemon.
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +141,7 @@ class HttpServer:
         port: int = 8080,
     ) -> None:
         handler = _handler_class(registry, liveness, readiness)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _QuietServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="autotuner-http", daemon=True
@@ -152,10 +161,37 @@ class HttpServer:
             self._thread.join(timeout=5)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # socketserver prints any other error's traceback to stderr, outside the JSON log.
+        log_event(
+            _LOG, "http.request_failed", logging.ERROR, client=str(client_address), exc_info=True
+        )
+
+
 def _handler_class(
     registry: CollectorRegistry, liveness: Probe, readiness: Probe
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except _CLIENT_GONE as error:
+                log_event(
+                    _LOG, "http.client_gone", logging.DEBUG, path=self.path_seen, error=repr(error)
+                )
+                self.close_connection = True
+
+        def finish(self) -> None:
+            try:
+                super().finish()
+            except _CLIENT_GONE:
+                return  # the flush of an answer nobody reads any more
+
+        @property
+        def path_seen(self) -> str:
+            return str(getattr(self, "path", "")).split("?", 1)[0]
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":

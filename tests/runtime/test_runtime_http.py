@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import logging
+import socket
+import struct
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -116,3 +120,26 @@ def test_two_metric_sets_in_one_process_do_not_clash() -> None:
 
 def test_unknown_path_is_404(served: tuple[HttpServer, ControllerMetrics, Probes]) -> None:
     assert _get(served[0], "/nope")[0] == 404
+
+
+def test_a_client_gone_before_the_answer_is_a_debug_line_not_a_traceback(
+    served: tuple[HttpServer, ControllerMetrics, Probes],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, metrics, _ = served
+    for index in range(200):  # a /metrics answer long enough to need several writes
+        metrics.query_errors.labels(metric=f"metric_{index}_" + "x" * 200).inc()
+    caplog.set_level(logging.DEBUG, logger="autotuner")
+    for _ in range(5):
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        # Closed unread with SO_LINGER 0: the kernel resets the connection, and the server's
+        # writes fail with a broken pipe or a reset.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+    time.sleep(0.5)
+    assert _get(server, "/healthz")[0] == 200
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    assert any(r.message == "http.client_gone" for r in caplog.records)
