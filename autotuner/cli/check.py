@@ -1,4 +1,5 @@
-"""`autotuner check FILE|DIR...`: validate rule files as `promtool check rules` does.
+"""`autotuner check [rules] FILE|DIR...`: validate rule files as `promtool check rules` does;
+`autotuner check config FILE...` validates settings files (autotuner.cli.check_config).
 
 Errors exit 1. Lint warnings (`--lint=all`, the default) are printed and exit 0, or 3 with
 `--lint-fatal`, promtool's exit code for lint problems.
@@ -11,6 +12,7 @@ import json
 import sys
 from dataclasses import dataclass
 
+from autotuner.cli.check_config import rule_paths, run_config
 from autotuner.config.errors import ConfigError, Problem
 from autotuner.config.lint import lint
 from autotuner.config.loader import load_file, merge, rule_files
@@ -30,7 +32,15 @@ class _Result:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "paths", nargs="+", metavar="FILE|DIR", help="rule files, or directories of *.yaml"
+        "paths",
+        nargs="+",
+        metavar="FILE|DIR",
+        help="rule files, or directories of *.yaml",
+    )
+    parser.epilog = (
+        "`check [rules] FILE|DIR...` checks rule files (promtool check rules); "
+        "`check config FILE...` checks the daemon's settings files (promtool check config). "
+        "A rule directory named config is checked as ./config."
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.add_argument(
@@ -47,9 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    paths = rule_paths(args.paths)
+    if paths is None:
+        return run_config(args.paths[1:], args.format)
     results: list[_Result] = []
     try:
-        files = rule_files(args.paths)
+        files = rule_files(paths)
     except ConfigError as error:
         return _report([_Result(p.file, None, (p,), []) for p in error.problems], args)
     for file in files:
