@@ -8,12 +8,16 @@ controller sees the world as it is at the moment it looks.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
-from autotuner.core.model import MetricAnswer, MetricQuery, Series
+from autotuner.adapters.sql_store import ENGINE_STATE, AuditRecord, SqlStore
+from autotuner.core.model import Decision, MetricAnswer, MetricQuery, Outcome, Series
 from autotuner.runtime.settings import AllowList
 from autotuner.sim.actuators import SimActuator
 from autotuner.sim.load import Constant, FlashCrowd, LoadSpec, offered_rps, tick_times
@@ -61,6 +65,69 @@ class AcceleratedClock:
         if self._started is None:
             self._started = current
         return self.origin + (current - self._started) * self._speed
+
+    def wall_time(self, simulated: float) -> float:
+        """The wall time at which the clock read `simulated`."""
+        return self.origin + (simulated - self.origin) / self._speed
+
+    def simulated_time(self, wall: float) -> float:
+        return self.origin + (wall - self.origin) * self._speed
+
+
+SIMULATED_TIME = "simulated_time"
+
+
+class WallTimeAudit:
+    """The audit store of an accelerated run: decisions in wall time, simulated time as data.
+
+    The controller runs on the simulated clock, hours ahead of the wall after a while; the
+    audit is read by `autotuner history --since 30m` and by people, on the wall's. Each
+    decision is written at the wall time it was made, its outcome carries the simulated
+    time it was made at (`simulated_time`, UTC), and what the controller reads back is on
+    its own clock again.
+    """
+
+    def __init__(self, store: SqlStore, clock: AcceleratedClock) -> None:
+        self._store = store
+        self._clock = clock
+        self._simulated: dict[int, float] = {}
+
+    def record_intent(self, decision: Decision) -> int:
+        intent = self._store.record_intent(
+            decision._replace(time=self._clock.wall_time(decision.time))
+        )
+        self._simulated[intent] = decision.time
+        return intent
+
+    def record_outcome(self, intent_id: int, outcome: Outcome) -> None:
+        simulated = self._simulated.pop(intent_id, None)
+        if simulated is not None:
+            stamp = datetime.fromtimestamp(simulated, UTC).isoformat(timespec="seconds")
+            outcome = outcome._replace(extra={**outcome.extra, SIMULATED_TIME: stamp})
+        self._store.record_outcome(intent_id, outcome)
+
+    def history(self, *, since: float | None = None) -> list[AuditRecord]:
+        wall_since = None if since is None else self._clock.wall_time(since)
+        return [
+            dataclasses.replace(
+                record,
+                decision=record.decision._replace(
+                    time=self._clock.simulated_time(record.decision.time)
+                ),
+            )
+            for record in self._store.history(since=wall_since)
+        ]
+
+    def delete_older_than(self, cutoff: float) -> int:
+        return self._store.delete_older_than(self._clock.wall_time(cutoff))
+
+    def load_state(self) -> Mapping[str, Any] | None:
+        return self._store.load_state()
+
+    def save_state(
+        self, document: Mapping[str, Any], saved_at: float, name: str = ENGINE_STATE
+    ) -> None:
+        self._store.save_state(document, self._clock.wall_time(saved_at), name)
 
 
 class LiveSimulation:

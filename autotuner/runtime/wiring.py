@@ -23,11 +23,18 @@ from autotuner.adapters.sql_store import SqlStore, StoreError
 from autotuner.config.errors import ConfigError
 from autotuner.control.ports import Actuator, Clock, MetricSource
 from autotuner.core.model import MetricAnswer, MetricQuery, NoData
-from autotuner.runtime.controller import Controller, DecisionListener, Leadership, SoleReplica
+from autotuner.runtime.controller import (
+    Controller,
+    DecisionListener,
+    Leadership,
+    SoleReplica,
+    StateStore,
+)
 from autotuner.runtime.daemon import Daemon
 from autotuner.runtime.embedded import (
     AcceleratedClock,
     LiveSimulation,
+    WallTimeAudit,
     default_scenario,
     embedded_allow_list,
 )
@@ -69,6 +76,8 @@ class _Parts:
     on_cycle: Callable[[], bool] | None = None
     leadership: Leadership = field(default_factory=SoleReplica)
     restore_state: bool = True
+    # How the controller sees the audit store (the embedded run keeps it in wall time).
+    audit_view: Callable[[SqlStore], StateStore] | None = None
 
 
 def build_daemon(settings: Settings, on_decision: DecisionListener | None = None) -> Daemon:
@@ -106,7 +115,7 @@ def build_daemon(settings: Settings, on_decision: DecisionListener | None = None
             lambda metric, reason: metrics.query_errors.labels(metric=metric).inc(),
         ),
         actuators=parts.actuators,
-        store=store,
+        store=parts.audit_view(store) if parts.audit_view else store,
         leadership=parts.leadership,
         metrics=metrics,
         clock=parts.clock,
@@ -181,6 +190,7 @@ def _embedded(settings: Settings, scenario: Scenario, allow: AllowList) -> _Part
         on_cycle=keep_running,
         # The modelled system starts afresh each run, so must the engine's memory of it.
         restore_state=False,
+        audit_view=lambda store: WallTimeAudit(store, clock),
     )
 
 

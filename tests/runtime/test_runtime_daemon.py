@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,64 @@ def test_embedded_run_scales_prints_and_audits(tmp_path: Path) -> None:
         assert store.unfinished() == []
     finally:
         store.close()
+
+
+def test_embedded_run_audits_in_wall_time_with_the_simulated_time_as_data(
+    tmp_path: Path,
+) -> None:
+    started = time.time()
+    # Half an hour of model time in about two seconds: on the simulated clock, the last
+    # decisions are some 30 minutes ahead of the wall.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autotuner",
+            "run",
+            "--sim-scenario",
+            str(_scenario(tmp_path)),
+            "--sim-speed",
+            "900",
+        ],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    finished = time.time()
+    assert done.returncode == 0, done.stderr
+    store = SqlStore(f"sqlite:///{tmp_path / 'audit.sqlite'}")
+    try:
+        records = store.history()
+    finally:
+        store.close()
+    assert records
+    assert all(started - 1 <= r.decision.time <= finished + 1 for r in records)
+    simulated = [r.outcome.extra["simulated_time"] for r in records if r.outcome is not None]
+    assert len(simulated) == len(records)
+    latest = max(datetime.fromisoformat(stamp).timestamp() for stamp in simulated)
+    assert latest > finished + 5 * 60  # the model's clock ran ahead, and that is kept as data
+    history = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autotuner",
+            "history",
+            "--since",
+            "30m",
+            "--json",
+            "--limit",
+            "100000",
+        ],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert history.returncode == 0, history.stderr
+    assert len(json.loads(history.stdout)) == len(records)
 
 
 def _scenario(tmp_path: Path) -> Path:
