@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("autotuner.cli.test", "run unit tests for rule files, like `promtool test rules`"),
     "sim": ("autotuner.cli.sim", "run a simulation scenario against a modelled system"),
     "trace": ("autotuner.cli.trace", "fetch a request rate from Prometheus as a trace to replay"),
+    "tune": ("autotuner.cli.tune", "search rule parameters on recorded traffic: the Pareto front"),
     "history": ("autotuner.cli.history", "list recorded decisions"),
     "explain": ("autotuner.cli.explain", "say in plain words why a target last changed, or not"),
 }
