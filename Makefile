@@ -72,4 +72,5 @@ bench: $(NATIVE) $(BENCH_STAMP) system-deps
 	$(BIN)/python bench/bench_ruletest.py
 	$(BIN)/python bench/bench_prometheus.py
 	$(BIN)/python bench/bench_daemon.py
+	$(BIN)/python bench/bench_tune.py
 	$(BIN)/python bench/bench_fidelity.py
