@@ -77,8 +77,12 @@ class _Progress:
     def __init__(self, total: int) -> None:
         self._total = total
         self._started = time.monotonic()
+        self._shown = -1
 
     def show(self, finished: int, study: optuna.Study | None = None) -> None:
+        if finished == self._shown:
+            return
+        self._shown = finished
         elapsed = time.monotonic() - self._started
         left = elapsed / finished * max(0, self._total - finished) if finished else 0.0
         best = ""
