@@ -71,8 +71,10 @@ from autotuner.core.model import (
     format_labels,
     labels_of,
 )
+from autotuner.log_events import log_event
 
 _LOG = logging.getLogger(__name__)
+_NO_DATA = ("metric.no_data", logging.INFO)
 
 
 # A range query's series: each label set with its (time, value) samples in time order.
@@ -343,7 +345,13 @@ class PrometheusSource:
                 headers, auth = self._credentials()
             except _CredentialError as error:
                 unsent = NoData(f"{error}; the query was not sent")
-                _LOG.info("no data for metrics %s: %s", ", ".join(unique), unsent.reason)
+                log_event(
+                    _LOG,
+                    "prometheus.credentials_unreadable",
+                    logging.WARNING,
+                    metrics=list(unique),
+                    reason=unsent.reason,
+                )
                 return dict.fromkeys(unique, unsent)
             try:
                 futures: dict[str, Future[MetricAnswer]] = {
@@ -359,7 +367,9 @@ class PrometheusSource:
                 except CancelledError:
                     answers[name] = closed
                 except Exception as error:  # a bug here must fail one metric, not the tick
-                    _LOG.exception("query for metric %s failed unexpectedly", name)
+                    log_event(
+                        _LOG, "prometheus.query_raised", logging.ERROR, metric=name, exc_info=True
+                    )
                     answers[name] = NoData(f"the Prometheus source failed unexpectedly: {error!r}")
             return answers
 
@@ -370,9 +380,12 @@ class PrometheusSource:
         headers: Mapping[str, str],
         auth: tuple[str, str] | None,
     ) -> MetricAnswer:
-        answer = self._ask(query, at, headers, auth)
+        answer, failure_event = self._ask(query, at, headers, auth)
         if isinstance(answer, NoData):
-            _LOG.info("no data for metric %s: %s", query.name, answer.reason)
+            # A failure of the source is a warning; an answer without usable series is the
+            # metric's own state, not a fault.
+            event, level = (failure_event, logging.WARNING) if failure_event else _NO_DATA
+            log_event(_LOG, event, level, metric=query.name, reason=answer.reason)
         return answer
 
     def _ask(
@@ -381,7 +394,8 @@ class PrometheusSource:
         at: float,
         headers: Mapping[str, str],
         auth: tuple[str, str] | None,
-    ) -> MetricAnswer:
+    ) -> tuple[MetricAnswer, str | None]:
+        """The answer, and the event name of the source's failure when it is one."""
         settings = self._settings
         try:
             result = self._get(
@@ -391,12 +405,13 @@ class PrometheusSource:
             failure = self._failure(error)
             if failure is None:
                 raise
-            return failure
+            return failure, _failure_event(error)
         try:
             points = _points(result)
         except _Unreadable as error:
-            return NoData(f"Prometheus sent an answer this source cannot read: {error}")
-        return _to_answer(points, at, settings.staleness_limit_seconds)
+            unreadable = NoData(f"Prometheus sent an answer this source cannot read: {error}")
+            return unreadable, "prometheus.answer_unreadable"
+        return _to_answer(points, at, settings.staleness_limit_seconds), None
 
     def _get(
         self,
@@ -503,6 +518,21 @@ class PrometheusSource:
         return headers, auth
 
 
+def _failure_event(error: Exception) -> str:
+    """The log event of a query's failure, one per kind an alert may tell apart."""
+    if isinstance(error, AnswerStatus):
+        return "prometheus.query_refused"
+    if isinstance(error, AnswerTooLarge):
+        return "prometheus.answer_too_large"
+    if isinstance(error, AnswerTooSlow):
+        return "prometheus.timeout"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "prometheus.tls_failed"
+    if isinstance(error, requests.RequestException):
+        return "prometheus.timeout" if _is_timeout(error) else "prometheus.unreachable"
+    return "prometheus.answer_unreadable"
+
+
 def _error_answer(status: int, body: bytes) -> NoData:
     """Prometheus's own words for an answer other than HTTP 200, taken from its body."""
     if status in (401, 403):
@@ -593,7 +623,7 @@ def _to_answer(
 ) -> MetricAnswer:
     answer, unusable = answer_from(points, at, staleness_limit)
     if unusable and isinstance(answer, Series):
-        _LOG.info("passed on %d unusable series as they are: %s", len(unusable), summary(unusable))
+        log_event(_LOG, "prometheus.unusable_series", count=len(unusable), series=summary(unusable))
     return answer
 
 

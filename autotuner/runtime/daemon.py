@@ -168,7 +168,7 @@ class Daemon:
         try:
             self._leadership.release()
         except Exception as error:
-            log_event(_LOG, "leadership.release_failed", logging.ERROR, error=repr(error))
+            log_event(_LOG, "leadership.release_failed", logging.WARNING, error=repr(error))
         self._metrics.leader.set(0)
         if self._http is not None:
             self._http.stop()

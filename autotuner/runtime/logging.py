@@ -1,6 +1,6 @@
 """Structured logs: one JSON object per line, with secrets redacted before anything is written.
 
-Call sites log an event name and fields:
+Call sites log an event name and fields (autotuner.log_events, which every layer may use):
 
     log_event(logger, "cycle.done", duration=0.12, decisions=3)
 
@@ -18,6 +18,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from autotuner.log_events import FIELDS_ATTRIBUTE, log_event
+
+__all__ = ["REDACTED", "JsonFormatter", "Redactor", "configure_logging", "log_event"]
+
 # Field names whose values are secrets whatever they hold.
 _SECRET_NAME = re.compile(r"(password|passwd|token|secret|authorization|api[_-]?key)", re.I)
 # `scheme://user:password@host`: the password part of a URL. Linear in the text's length,
@@ -33,9 +37,6 @@ _URL_PASSWORD = re.compile(
 _BEARER = re.compile(r"(?P<head>bearer\s+)(?P<secret>[A-Za-z0-9._~+/=-]+)", re.I)
 
 REDACTED = "***"
-
-# The attribute on a LogRecord that carries the event's fields.
-_FIELDS = "autotuner_fields"
 
 
 class Redactor:
@@ -77,7 +78,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": self._redactor.text(record.getMessage()),
         }
-        fields = getattr(record, _FIELDS, None)
+        fields = getattr(record, FIELDS_ATTRIBUTE, None)
         if isinstance(fields, Mapping):
             for name, value in fields.items():
                 if name not in event:
@@ -86,19 +87,6 @@ class JsonFormatter(logging.Formatter):
             event["error"] = self._redactor.text(self.formatException(record.exc_info))
         # One event per line: json.dumps escapes every newline inside values.
         return json.dumps(event, default=str, ensure_ascii=False)
-
-
-def log_event(
-    logger: logging.Logger,
-    event: str,
-    level: int = logging.INFO,
-    *,
-    exc_info: bool = False,
-    **fields: Any,
-) -> None:
-    """Log `event` with `fields` as structured data (and the traceback being handled, if asked)."""
-    if logger.isEnabledFor(level):
-        logger.log(level, event, exc_info=exc_info, extra={_FIELDS: fields})
 
 
 def configure_logging(

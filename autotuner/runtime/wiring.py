@@ -397,4 +397,4 @@ def _close_all(closers: list[Callable[[], None]]) -> None:
         try:
             close()
         except Exception as error:
-            log_event(_LOG, "close_failed", logging.WARNING, error=repr(error))
+            log_event(_LOG, "startup.close_failed", logging.WARNING, error=repr(error))
