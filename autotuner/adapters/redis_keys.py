@@ -342,16 +342,36 @@ class RedisKeyActuator:
         if channel:
             extra["channel"] = channel
 
+        before = "absent" if expected is None else format_number(expected)
+        after = format_number(final)
         attempts_made = 0
+        timed_out = False
 
         def compare_and_set() -> list[object]:
-            nonlocal attempts_made
+            nonlocal attempts_made, timed_out
             attempts_made += 1
-            return self._compare_and_set(key, args)
+            try:
+                return self._compare_and_set(key, args)
+            except (RedisTimeoutError, TimeoutError) as error:
+                # Sent, and no answer: the server may run it yet (a paused or busy server runs
+                # queued commands once it resumes). Only a connection never opened sent nothing.
+                timed_out = timed_out or "connecting" not in str(error)
+                raise
 
         try:
             reply = self._with_retries(compare_and_set, self._settings.write_attempts)
         except (RedisError, OSError) as err:
+            if timed_out:
+                return Outcome(
+                    OutcomeStatus.UNCERTAIN,
+                    f"no answer from Redis {self._where} within "
+                    f"{self._settings.command_timeout:g}s to the write of {where} from {before} "
+                    f"to {after} ({err}); it may have taken effect: the cooldown starts as if "
+                    "it had, and the next cycle reads the key again before acting",
+                    old=expected,
+                    new=final,
+                    extra=extra | {"uncertain": "true"},
+                )
             return Outcome(
                 OutcomeStatus.FAILED,
                 f"could not write {where} at Redis {self._where}: {err}",
@@ -360,8 +380,6 @@ class RedisKeyActuator:
             )
         status = _text(reply[0]) if reply and isinstance(reply[0], bytes | str) else ""
         found = _text(reply[1]) if len(reply) > 1 and isinstance(reply[1], bytes | str) else None
-        before = "absent" if expected is None else format_number(expected)
-        after = format_number(final)
         if status == "written":
             detail = (
                 f"set {where} from {before} to {after}"

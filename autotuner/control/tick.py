@@ -110,6 +110,15 @@ def _act_recorded(
     return outcome
 
 
+def _as_folded(pair: tuple[Decision, Outcome]) -> tuple[Decision, Outcome]:
+    """A write that may have taken effect is folded in as one that did: its cooldown starts and
+    it counts toward rate limits, so that the knob is read afresh before it is moved again."""
+    decision, outcome = pair
+    if outcome.status is not OutcomeStatus.UNCERTAIN:
+        return pair
+    return decision, outcome._replace(status=OutcomeStatus.APPLIED)
+
+
 def tick(
     now: float,
     ruleset: RuleSet,
@@ -130,5 +139,5 @@ def tick(
             pairs.append((decision, Outcome(OutcomeStatus.SKIPPED, decision.reason)))
             continue
         pairs.append((decision, _act_recorded(decision, actuators, store, dry_run)))
-    new_state = record_outcomes(result.state, pairs)
+    new_state = record_outcomes(result.state, [_as_folded(pair) for pair in pairs])
     return TickReport(now, answers, result.evaluations, tuple(pairs), new_state)

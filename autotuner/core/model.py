@@ -243,6 +243,9 @@ class OutcomeStatus(StrEnum):
     DRY_RUN = "dry_run"
     SKIPPED = "skipped"
     FAILED = "failed"
+    # The write was sent and no answer came: it may have taken effect. Counted as applied
+    # (the cooldown starts), and the next cycle reads the knob again before acting on it.
+    UNCERTAIN = "uncertain"
 
 
 class Outcome(NamedTuple):

@@ -64,7 +64,7 @@ class ControllerMetrics:
         )
         self.actions = Counter(
             "autotuner_actions",
-            "Decisions carried out, by rule and outcome (applied, dry_run, skipped, failed).",
+            "Decisions carried out, by rule and outcome (applied, dry_run, skipped, failed, uncertain).",
             ["rule", "outcome"],
             registry=registry,
         )
