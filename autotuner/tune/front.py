@@ -42,6 +42,24 @@ class Outcome:
     hpa: tuple[Figures, Figures | None]
     front: tuple[Point, ...]
     chosen: Point
+    # Days of traffic each side replays: figures compare per day.
+    tuning_days: float = 1.0
+    validation_days: float | None = None
+
+    def held_up(self, point: Point) -> Figures | None:
+        """Per objective, the point's validation figure per day over its tuning figure per
+        day (1.0 where both are 0): how well it holds up on traffic never tuned on."""
+        if point.validation is None or not self.validation_days:
+            return None
+        ratios = []
+        for tuned, checked in zip(point.tuning, point.validation, strict=True):
+            per_day_tuned = tuned / self.tuning_days
+            per_day_checked = checked / self.validation_days
+            if per_day_tuned > 0:
+                ratios.append(per_day_checked / per_day_tuned)
+            else:
+                ratios.append(1.0 if per_day_checked == 0 else math.inf)
+        return tuple(ratios)
 
     def beating_current(self) -> list[Point]:
         """Front points no worse than today's rules on every objective on the validation
@@ -82,6 +100,13 @@ class Outcome:
             },
             "front": [point(p) for p in self.front],
             "chosen": self.chosen.trial,
+            "chosen_held_up": None
+            if (held := self.held_up(self.chosen)) is None
+            else _named(self.objectives, held),
+            "tuning_days": round(self.tuning_days, 4),
+            "validation_days": None
+            if self.validation_days is None
+            else round(self.validation_days, 4),
             "beating_current": [p.trial for p in self.beating_current()],
         }
 
@@ -139,6 +164,8 @@ def outcome(
         hpa=hpa,
         front=points,
         chosen=knee(points) if points else current,
+        tuning_days=tuning.settings.duration / 86400.0,
+        validation_days=None if validation is None else validation.settings.duration / 86400.0,
     )
 
 
@@ -165,6 +192,12 @@ def table(result: Outcome) -> str:
         row("now", result.current.tuning, result.current.validation, "the rules as they are")
     )
     lines.append(row("hpa", result.hpa[0], result.hpa[1], "the Kubernetes HPA, same floors"))
+    held = result.held_up(result.chosen)
+    if held is not None:
+        lines.append(
+            f"the chosen point on validation, per day, over tuning ({result.tuning_days:g} "
+            f"days against {result.validation_days:g}): " + ", ".join(f"{v:.2f}x" for v in held)
+        )
     beating = result.beating_current()
     lines.append(
         f"chosen: trial {result.chosen.trial} (*), the front's knee; "

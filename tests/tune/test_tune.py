@@ -88,6 +88,7 @@ def test_the_cli_prints_the_front_writes_the_chosen_rules_and_draws(
     assert set(report["hpa"]) == {"tuning", "validation"}
     chosen = next(p for p in report["front"] if p["trial"] == report["chosen"])
     assert chosen["validation"] is not None
+    assert set(report["chosen_held_up"]) == set(report["objectives"])
     written = yaml.safe_load((out / "api.yaml").read_text())
     (rule,) = written["rules"]
     assert rule["objective"]["aim"] == chosen["parameters"]["api-latency-slo.objective.aim"]
