@@ -7,13 +7,25 @@ import math
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TextIO
 
+from tqdm import tqdm
+
+from autotuner.config.durations import format_duration
 from autotuner.config.errors import ConfigError
 from autotuner.config.loader import load_rules
 from autotuner.core.rules import RuleSet
 from autotuner.sim import runner
 from autotuner.sim.replay import replay_trace
-from autotuner.sim.report import Report, against_oracle, build_report, check, table, to_json
+from autotuner.sim.report import (
+    Report,
+    against_oracle,
+    build_report,
+    check,
+    lookup,
+    table,
+    to_json,
+)
 from autotuner.sim.runner import Policy, RunResult
 from autotuner.sim.scenario import Scenario, load_scenario
 from autotuner.sim.trace_file import TraceError, read_trace_csv
@@ -65,26 +77,39 @@ def _policy_list(text: str) -> list[str]:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+    """A one-line progress bar (tqdm): the share done, the simulated time reached, the wall
+    time elapsed and the ETA. Drawn only when stderr is a terminal (see _run_one)."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, duration: float, stream: TextIO = sys.stderr) -> None:
         self._label = label
-        self._shown = -1
+        self._duration = duration
+        self._total = format_duration(duration)
+        self._bar = tqdm(
+            total=100,
+            desc=self._description(0.0),
+            file=stream,
+            leave=True,
+            bar_format="{desc} {percentage:3.0f}%|{bar:20}| elapsed {elapsed}, ETA {remaining}",
+        )
+
+    def _description(self, fraction: float) -> str:
+        # Whole minutes, padded: seconds would only flicker, and the bar must not move.
+        simulated = format_duration(round(fraction * self._duration / 60) * 60)
+        return f"{self._label}: simulated {simulated:>10} of {self._total}"
 
     def __call__(self, fraction: float) -> None:
-        percent = int(fraction * 100)
-        if percent == self._shown:
-            return
-        self._shown = percent
-        filled = percent // 4
-        bar = "#" * filled + "." * (25 - filled)
-        end = "\n" if percent >= 100 else ""
-        sys.stderr.write(f"\r{self._label} [{bar}] {percent:3d}%{end}")
-        sys.stderr.flush()
+        self._bar.set_description_str(self._description(fraction), refresh=False)
+        self._bar.update(fraction * 100 - self._bar.n)
+        if fraction >= 1.0:
+            self._bar.close()
 
 
 def _run_one(scenario: Scenario, policy: Policy, ruleset: RuleSet | None) -> RunResult:
-    progress = _Progress(f"{scenario.name} ({policy.value})") if sys.stderr.isatty() else None
+    progress = (
+        _Progress(f"{scenario.name} ({policy.value})", scenario.settings.duration)
+        if sys.stderr.isatty()
+        else None
+    )
     return runner.run(scenario, policy, ruleset, progress)
 
 
@@ -124,10 +149,28 @@ def run_command(args: argparse.Namespace) -> int:
         from autotuner.sim.plot import plot_runs
 
         plot_runs(scenario, results, args.plot)
+        print(f"autotuner sim: wrote the plot to {args.plot.resolve()}", file=sys.stderr)
+    return _check_expectations(scenario, reports, overridden=args.policy is not None)
+
+
+def _check_expectations(scenario: Scenario, reports: list[Report], overridden: bool) -> int:
+    """The scenario's expectations hold for its own policy (or --policy's): the first run. The
+    --vs runs are there to compare, so they are not held to them; say so, and list each one."""
+    if not scenario.expectations:
+        return 0
+    policy = reports[0]["policy"]
+    whose = "given with --policy" if overridden else "the scenario's own policy"
+    others = [str(r["policy"]) for r in reports[1:]]
+    unchecked = f"; not checked against {', '.join(others)} (--vs)" if others else ""
+    print(f"expectations checked against policy {policy} ({whose}){unchecked}:", file=sys.stderr)
     failures = check(reports[0], scenario.expectations)
+    for expectation in scenario.expectations:
+        actual = lookup(reports[0], expectation.path)
+        if actual is not None and expectation.holds(actual):
+            print(f"  holds: {expectation.text} (actual {actual:g})", file=sys.stderr)
     for failure in failures:
         print(f"FAILED {failure}", file=sys.stderr)
-    if scenario.expectations and not failures:
+    if not failures:
         print(f"all {len(scenario.expectations)} expectations hold", file=sys.stderr)
     return 1 if failures else 0
 

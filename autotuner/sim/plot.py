@@ -56,12 +56,14 @@ def plot_target_problem(out: Path) -> str | None:
 
 
 def plot_runs(scenario: Scenario, results: Sequence[RunResult], out: Path) -> None:
-    """Write a PNG with one column per run (two with --vs), panels sharing the time axis."""
+    """Write a PNG with one column per run (more with --vs), panels sharing the time axis, and
+    each row its y-axis across the columns so that runs compare at a glance."""
     fig, axes = plt.subplots(
         ROWS,
         len(results),
         figsize=(8 * len(results), 17),
         sharex=True,
+        sharey="row",
         squeeze=False,
         gridspec_kw={"height_ratios": [1, 1, 1, 1, 1, 1, 0.8, 1.1]},
     )
@@ -69,6 +71,11 @@ def plot_runs(scenario: Scenario, results: Sequence[RunResult], out: Path) -> No
     days = scenario.settings.duration > 2 * 86400
     unit, scale = ("days", 86400.0) if days else ("hours", 3600.0)
     knobs = sorted({c.knob for r in results for c in r.changes})
+    # Shared rows get their limits from every run; room above the lines keeps legends clear.
+    largest_pool = max(1.0, *(float(r.signals["pool_size"].max()) for r in results))
+    longest_ttl = max(
+        [1.0] + [float(r.signals[f"ttl:{name}"].max()) / 60.0 for r in results for name in caches]
+    )
     for column, result in enumerate(results):
         s = result.signals
         size = max(1, len(result.times) // MAX_POINTS)
@@ -99,7 +106,6 @@ def plot_runs(scenario: Scenario, results: Sequence[RunResult], out: Path) -> No
         ax[3].plot(x, line("api_replicas"), label="API desired", lw=0.9)
         ax[3].plot(x, line("api_ready"), label="API ready", lw=0.7, ls=":", color="black")
         ax[3].plot(x, line("ml_replicas"), label="ML desired", lw=0.9, color="tab:green")
-        ax[3].set_ylim(bottom=0)
         ax[3].set_ylabel("replicas")
         ax[3].legend(loc="upper right", fontsize=7)
 
@@ -110,15 +116,26 @@ def plot_runs(scenario: Scenario, results: Sequence[RunResult], out: Path) -> No
         ax[4].set_ylim(0, 1)
         ax[4].legend(loc="lower right", fontsize=6, ncol=3)
         ax[5].set_ylabel("effective TTL (min)")
-        ax[5].set_ylim(bottom=0)
+        ax[5].set_ylim(0, longest_ttl * 1.45)
+        if caches:
+            ax[5].legend(loc="upper right", fontsize=6, ncol=3)
 
         ax[6].plot(x, line("pool_size"), label="pool size", color="tab:brown")
-        ax[6].set_ylim(0, max(1.0, float(s["pool_size"].max())) * 1.25)
+        ax[6].set_ylim(0, largest_pool * 1.6)
         ax[6].set_ylabel("pool size")
         usage = ax[6].twinx()
-        usage.plot(x, line("pool_usage"), lw=0.6, color="tab:olive")
+        usage.plot(x, line("pool_usage"), lw=0.6, color="tab:olive", label="pool usage")
         usage.set_ylim(0, 1.05)
-        usage.set_ylabel("pool usage", color="tab:olive")
+        if column == len(results) - 1:
+            usage.set_ylabel("pool usage", color="tab:olive")
+        else:
+            usage.tick_params(labelright=False, right=False)
+        # One legend for both axes of the panel.
+        size_lines, size_labels = ax[6].get_legend_handles_labels()
+        usage_lines, usage_labels = usage.get_legend_handles_labels()
+        usage.legend(
+            size_lines + usage_lines, size_labels + usage_labels, loc="upper right", fontsize=7
+        )
 
         for change in result.changes:
             up = change.new > change.old
@@ -153,6 +170,8 @@ def plot_runs(scenario: Scenario, results: Sequence[RunResult], out: Path) -> No
             )
         for axis in ax:
             axis.grid(alpha=0.3)
+    # After every column is drawn, so that the shared top fits the highest run.
+    axes[3, 0].set_ylim(bottom=0)
     fig.tight_layout()
     fig.savefig(out, dpi=80)
     plt.close(fig)
