@@ -79,7 +79,8 @@ def to_junit(outcomes: Sequence[FileOutcome]) -> bytes:
     for name, count in totals.items():
         root.set(name, str(count))
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
 
 
 def _suite(outcome: FileOutcome) -> ET.Element:

@@ -51,7 +51,7 @@ def check_settings_file(path: Path) -> tuple[Problem, ...]:
         values = {}
     elif not isinstance(values, dict) or not isinstance(node, yaml.MappingNode):
         return (Problem(file, 1, 1, "", "expected a mapping of setting: value"),)
-    positions = _positions(node) if node is not None else {}
+    positions = _positions(node) if isinstance(node, yaml.MappingNode) else {}
     refused = [
         Problem(
             file,
