@@ -22,13 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # adding a module to a package does not silently compile it.
 NATIVE_MODULES = (
     "autotuner/core/answers.py",
+    "autotuner/core/cycle.py",
     "autotuner/core/engine.py",
+    "autotuner/core/knob_resolution.py",
     "autotuner/core/learn/capacity.py",
     "autotuner/core/model.py",
+    "autotuner/core/objective_targets.py",
     "autotuner/core/objectives.py",
     "autotuner/core/policies.py",
     "autotuner/core/rules.py",
     "autotuner/core/state.py",
+    "autotuner/core/threshold_targets.py",
     "autotuner/control/actuation.py",
     "autotuner/control/tick.py",
     "autotuner/sim/actuators.py",
