@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "`check [rules] FILE|DIR...` checks rule files (promtool check rules); "
         "`check config FILE...` checks the daemon's settings files (promtool check config). "
-        "A rule directory named config is checked as ./config."
+        "A rule directory named config is checked as ./config. Flags go before the mode or "
+        "after the files."
     )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     parser.add_argument(

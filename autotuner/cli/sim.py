@@ -80,14 +80,14 @@ class _Progress:
     """A one-line progress bar (tqdm): the share done, the simulated time reached, the wall
     time elapsed and the ETA. Drawn only when stderr is a terminal (see _run_one)."""
 
-    def __init__(self, label: str, duration: float, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, label: str, duration: float, stream: TextIO | None = None) -> None:
         self._label = label
         self._duration = duration
         self._total = format_duration(duration)
         self._bar = tqdm(
             total=100,
             desc=self._description(0.0),
-            file=stream,
+            file=stream or sys.stderr,
             leave=True,
             bar_format="{desc} {percentage:3.0f}%|{bar:20}| elapsed {elapsed}, ETA {remaining}",
         )
