@@ -238,38 +238,53 @@ def write_chosen(tune: TuneFile, result: Outcome, directory: Path) -> str:
 
 
 def plot(result: Outcome, study: optuna.Study, path: Path) -> None:
-    """Replica-hours against violation minutes (the first two objectives) for every trial."""
+    """The first two objectives for every trial on the tuning traffic, with the front, today's
+    rules, the HPA and the chosen point; beside it the same points on the validation traffic."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x_name, y_name = result.objectives[0], result.objectives[1]
-    figure, axes = plt.subplots(figsize=(8, 6))
+    validating = result.hpa[1] is not None and result.current.validation is not None
+    figure, panels = plt.subplots(1, 2 if validating else 1, figsize=(14 if validating else 8, 6))
+    axes_list = list(panels) if validating else [panels]
     finished = [
         t.values
         for t in study.get_trials(deepcopy=False)
         if t.values and all(map(math.isfinite, t.values))
     ]
-    axes.scatter([v[0] for v in finished], [v[1] for v in finished], s=12, c="0.7", label="trials")
-    along = sorted(result.front, key=lambda p: p.tuning)
+    tuning_axes = axes_list[0]
+    tuning_axes.scatter(
+        [v[0] for v in finished], [v[1] for v in finished], s=12, c="0.7", label="trials"
+    )
+    _points(tuning_axes, result, lambda p: p.tuning, result.hpa[0])
+    tuning_axes.set_title(
+        f"{result.study}: {result.trials} trials on {result.tuning_days:g} days (tuning)"
+    )
+    if validating:
+        hpa = result.hpa[1]
+        assert hpa is not None
+        _points(axes_list[1], result, lambda p: p.validation or p.tuning, hpa)
+        axes_list[1].set_title(f"the same points on {result.validation_days:g} days (validation)")
+    for axes in axes_list:
+        axes.set_xlabel(result.objectives[0])
+        axes.set_ylabel(result.objectives[1])
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _points(axes: Any, result: Outcome, figures: Any, hpa: Figures) -> None:
+    along = sorted(result.front, key=lambda p: figures(p))
     axes.plot(
-        [p.tuning[0] for p in along],
-        [p.tuning[1] for p in along],
+        [figures(p)[0] for p in along],
+        [figures(p)[1] for p in along],
         "o-",
         c="tab:blue",
-        label="Pareto front (tuning)",
+        label="Pareto front",
     )
-    validated = [p for p in result.front if p.validation is not None]
-    if validated:
-        axes.scatter(
-            [p.validation[0] for p in validated if p.validation],
-            [p.validation[1] for p in validated if p.validation],
-            marker="x",
-            c="tab:blue",
-            label="front on validation",
-        )
-    now, hpa, chosen = result.current.tuning, result.hpa[0], result.chosen.tuning
+    now, chosen = figures(result.current), figures(result.chosen)
     axes.scatter([now[0]], [now[1]], marker="s", s=80, c="tab:orange", label="rules now")
     axes.scatter([hpa[0]], [hpa[1]], marker="^", s=80, c="tab:red", label="HPA, same floors")
     axes.scatter(
@@ -281,10 +296,3 @@ def plot(result: Outcome, study: optuna.Study, path: Path) -> None:
         edgecolors="k",
         label="chosen",
     )
-    axes.set_xlabel(x_name)
-    axes.set_ylabel(y_name)
-    axes.set_title(f"autotuner tune: {result.study}, {result.trials} trials")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
