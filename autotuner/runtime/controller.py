@@ -24,7 +24,7 @@ from autotuner.core.learn import capacity
 from autotuner.core.model import Decision, Outcome, OutcomeStatus, Phase, Verdict, format_labels
 from autotuner.core.rules import RuleSet
 from autotuner.core.state import EngineState
-from autotuner.runtime.guards import GuardedActuator, WatchedSource
+from autotuner.runtime.guards import FailureBackOff, GuardedActuator, WatchedSource
 from autotuner.runtime.http import ControllerMetrics, ProbeResult
 from autotuner.runtime.logging import log_event
 from autotuner.runtime.reloader import RuleReloader
@@ -103,10 +103,15 @@ class Controller:
         retention: float | None = None,
         restore_state: bool = True,
         monotonic: Callable[[], float] = time.monotonic,
+        back_off: FailureBackOff | None = None,
     ) -> None:
         self._reloader = reloader
         self._source = source
-        self._actuators = tuple(GuardedActuator(a, allow, self._refusal_to_act) for a in actuators)
+        self._back_off = back_off or FailureBackOff()
+        self._actuators = tuple(
+            GuardedActuator(a, allow, self._refusal_to_act, self._back_off.observe)
+            for a in actuators
+        )
         self._store = store
         self._leadership = leadership
         self._metrics = metrics
@@ -215,7 +220,7 @@ class Controller:
                 self._actuators,
                 store=self._store,
                 dry_run=self._dry_run,
-                guard=self._allow.refusal,
+                guard=lambda knob: self._allow.refusal(knob) or self._back_off.refusal(knob, now),
             )
             self._store.save_state({"saved_at": now, "engine": report.state.to_dict()}, now)
             self._store.save_state(last_cycle_document(ruleset, report), now, LAST_CYCLE)

@@ -38,7 +38,7 @@ from autotuner.runtime.embedded import (
     default_scenario,
     embedded_allow_list,
 )
-from autotuner.runtime.guards import WatchedSource
+from autotuner.runtime.guards import FailureBackOff, WatchedSource
 from autotuner.runtime.http import ControllerMetrics
 from autotuner.runtime.logging import log_event
 from autotuner.runtime.reloader import RuleReloader, RulesRejected
@@ -125,6 +125,8 @@ def build_daemon(settings: Settings, on_decision: DecisionListener | None = None
         ready_max_age=settings.ready_max_age_seconds,
         retention=settings.retention_days * 86_400.0,
         restore_state=parts.restore_state,
+        # On the controller's clock, which the embedded mode accelerates.
+        back_off=FailureBackOff.for_interval(settings.interval_seconds),
     )
     log_event(
         _LOG,
