@@ -54,6 +54,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import fidelity_cache as cache  # noqa: E402
 from bench import fidelity_http as http  # noqa: E402
+from bench.fidelity_server import Gunicorn  # noqa: E402
 
 UTILISATIONS = {0.5: 15.0, 0.7: 20.0, 0.8: 25.0, 0.9: 60.0, 0.95: 25.0}  # measured seconds
 GOAL_UP_TO = 0.9
@@ -84,7 +85,7 @@ STEADY_HEADER = (
 
 def run_http(workers: int, mean_sleep: float, seed: int) -> list[str]:
     rows: list[str] = [STEADY_HEADER]
-    with http.Gunicorn(workers) as server:
+    with Gunicorn(workers) as server:
         overhead, low = http.measure_overhead(server, mean_sleep, 8.0, seed)
         print(
             f"  overhead: mean response {low.response_times.mean() * 1000:.1f} ms - mean sleep "

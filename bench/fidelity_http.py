@@ -1,7 +1,7 @@
 """Fidelity, HTTP half: a real gunicorn service under open-loop Poisson load, and the model.
 
-The service is `bench/fidelity_app.py` under gunicorn with `workers` sync workers on a free
-loopback port. Each request asks the app to sleep a service time drawn from the load
+The service is `bench/fidelity_app.py` under gunicorn (`bench/fidelity_server.py`) with
+`workers` sync workers on a free loopback port. Each request asks the app to sleep a service time drawn from the load
 generator's seeded generator (exponential with the given mean), so the service times are known
 exactly and CPU contention does not make them.
 
@@ -14,7 +14,8 @@ against the server, as it would for a real client; how late the sends were is re
 
 The model is driven through `autotuner.sim.api.api_step` only: one ready pod with `workers`
 workers, cores ample enough that CPU never binds, `cpu_seconds` tiny, the measured per-request
-overhead as the spec's `overhead` and the mean sleep as `downstream_seconds`.
+overhead as the spec's `overhead`, and the load the run offered: its arrivals per second, and
+its mean drawn sleep as `downstream_seconds`.
 """
 
 from __future__ import annotations
@@ -23,106 +24,20 @@ import asyncio
 import heapq
 import math
 import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from autotuner.sim.api import APISpec, api_step
 from autotuner.sim.queueing import response_quantile
+from bench.fidelity_server import Gunicorn, request
 
-REPO = Path(__file__).resolve().parents[1]
 # Cores so many that the CPU never binds, and CPU work so small it is not there: the model's
 # queue is then the workers' alone, as the sleeping app's is.
 _AMPLE_CORES = 1.0e6
 _TINY_CPU_SECONDS = 1.0e-9
 _MODEL_TIMEOUT = 3600.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Gunicorn:
-    """`with Gunicorn(workers) as server:` runs the sleeping app; it is always stopped after."""
-
-    def __init__(self, workers: int, startup_timeout: float = 20.0) -> None:
-        self.workers = workers
-        self.port = free_port()
-        self._startup_timeout = startup_timeout
-        self._log = Path(tempfile.mkstemp(prefix="autotuner-fidelity-gunicorn-", suffix=".log")[1])
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Gunicorn:
-        command = [
-            sys.executable, "-m", "gunicorn",
-            "--workers", str(self.workers),
-            "--worker-class", "sync",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--backlog", "2048",
-            "--timeout", "120",
-            "--graceful-timeout", "2",
-            "--log-level", "warning",
-            "--error-logfile", str(self._log),
-            "--pythonpath", str(REPO),
-            "bench.fidelity_app:application",
-        ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=REPO)
-        deadline = time.monotonic() + self._startup_timeout
-        while not self._answers():
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                log = self._log.read_text(errors="replace")
-                self.stop()
-                raise RuntimeError(f"gunicorn on port {self.port} did not start:\n{log}")
-            time.sleep(0.1)
-        return self
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as connection:
-                connection.sendall(_request(0.0))
-                reply = b""
-                while chunk := connection.recv(4096):
-                    reply += chunk
-                return reply.startswith(b"HTTP/1.1 200")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        self._log.unlink(missing_ok=True)
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def _request(sleep_seconds: float) -> bytes:
-    return (
-        f"GET /?sleep={sleep_seconds:.6f} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    ).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +104,7 @@ Reply = tuple[float, int, float, float]
 async def _exchange(port: int, sleep_seconds: float, scheduled: float) -> Reply:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(_request(sleep_seconds))
+        writer.write(request(sleep_seconds))
         reply = await reader.read()
     finally:
         writer.close()

@@ -16,12 +16,12 @@ import redis
 
 from bench.fidelity_cache import cache_aside, steady_hit_rate
 from bench.fidelity_http import (
-    Gunicorn,
     measure_overhead,
     measure_overload,
     measure_steady,
     measure_worker_overhead,
 )
+from bench.fidelity_server import Gunicorn
 
 pytestmark = pytest.mark.integration
 
