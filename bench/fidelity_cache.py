@@ -1,8 +1,8 @@
 """Fidelity, cache half: a real Redis cache-aside under a Zipf key stream, and the model.
 
-Each request (Poisson, seeded) reads one of `keys` keys drawn with Zipf(`exponent`) popularity
-(`autotuner.sim.cache.zipf_popularity`, the model's own ranks): GET, and on a miss SET with
-PX = the TTL in force at that moment (the non-reset TTL cache of the model: a hit never extends
+Each request (Poisson, seeded) reads one of `keys` keys drawn with Zipf(`exponent`)
+popularity (`autotuner.sim.cache_cohorts.zipf_popularity`, the model's own ranks): GET, and on a
+miss SET with PX = the TTL in force at that moment (the non-reset TTL cache of the model: a hit never extends
 an entry). The requests due at one moment (usually one to a few, within a millisecond) go as
 one MGET and one pipeline of SETs, so one Python client keeps up with thousands a second. The
 TTL follows a schedule of (from second, TTL) steps. All keys live under a prefix unique to the
@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from autotuner.sim.cache import CacheClass, cache_tables, ttl_step_response, zipf_popularity
+from autotuner.sim.cache import CacheClass, cache_tables, ttl_step_response
+from autotuner.sim.cache_cohorts import zipf_popularity
 
 # TTL schedule: (from second, TTL seconds), sorted, the first from 0.
 Schedule = tuple[tuple[float, float], ...]

@@ -24,6 +24,7 @@ import asyncio
 import heapq
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -160,7 +161,7 @@ def modelled_windows(
     mean_sleep: float,
     overhead: float,
     rate: float,
-    windows: list[tuple[float, float]],
+    windows: Sequence[tuple[float, float]],
     steps_per_window: int = 10,
 ) -> list[float]:
     """`api_step` stepped from an empty queue; per window the mean of its steps' p95."""
@@ -206,16 +207,16 @@ class SteadyRow:
 @dataclass(frozen=True, slots=True)
 class OverloadResult:
     rate: float
-    windows: list[tuple[float, float]]
-    measured_p95: list[float]
-    modelled_p95: list[float]
+    windows: tuple[tuple[float, float], ...]
+    measured_p95: tuple[float, ...]
+    modelled_p95: tuple[float, ...]
     # The model with only the worker-held overhead holding a worker, per window.
-    modelled_held_p95: list[float]
+    modelled_held_p95: tuple[float, ...]
     # The same requests through an ideal FCFS queue (`replay_fcfs`), per window.
-    replay_p95: list[float]
+    replay_p95: tuple[float, ...]
 
     @staticmethod
-    def _growth(values: list[float], windows: list[tuple[float, float]]) -> float:
+    def _growth(values: Sequence[float], windows: Sequence[tuple[float, float]]) -> float:
         """p95 gained per second (s/s): the least-squares slope over the windows' middles."""
         middles = [(start + stop) / 2.0 for start, stop in windows]
         return float(np.polyfit(middles, values, 1)[0])
@@ -339,20 +340,20 @@ def measure_overload(
     rate = factor * workers / (mean_sleep + overhead)
     run = open_loop(server.port, rate, mean_sleep, duration, seed)
     count = max(2, math.floor(duration / window + 1e-9))
-    windows = [(i * window, (i + 1) * window) for i in range(count)]
-    measured = [run.between(start, stop).p95() for start, stop in windows]
+    windows = tuple((i * window, (i + 1) * window) for i in range(count))
+    measured = tuple(run.between(start, stop).p95() for start, stop in windows)
     # The model gets the load this run offered: its arrivals per second and mean drawn sleep.
     offered = run.arrivals.size / duration
     drawn = float(np.mean(run.sleeps))
-    modelled = modelled_windows(workers, drawn, overhead, offered, windows)
-    modelled_held = [
+    modelled = tuple(modelled_windows(workers, drawn, overhead, offered, windows))
+    modelled_held = tuple(
         p95 + overhead - held for p95 in modelled_windows(workers, drawn, held, offered, windows)
-    ]
+    )
     replayed = replay_fcfs(run, workers, overhead)
-    replay = [
+    replay = tuple(
         float(np.quantile(replayed[(run.arrivals >= start) & (run.arrivals < stop)], 0.95))
         for start, stop in windows
-    ]
+    )
     return OverloadResult(rate, windows, measured, modelled, modelled_held, replay)
 
 
