@@ -9,10 +9,10 @@ them fail the check (exit 3, as promtool).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator
-from itertools import combinations
 
 from autotuner.config.errors import Problem
 from autotuner.core.model import Direction, KnobKind, KnobRef
@@ -69,6 +69,7 @@ def _describe(knob: KnobRef) -> str:
     return f"{knob.kind.value.lower()} {knob.namespace}/{knob.name}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _pattern(template: Template) -> re.Pattern[str]:
     parts = [re.escape(p) if i % 2 == 0 else ".+" for i, p in enumerate(template.parts)]
     return re.compile("".join(parts))
@@ -130,31 +131,35 @@ def _directions(rule: Rule) -> frozenset[Direction]:
     return frozenset((Direction.UP, Direction.DOWN) if direction is None else (direction,))
 
 
-def _same_knob(first: KnobTemplate, second: KnobTemplate) -> bool:
-    """Whether two actions name the same knob: the same static knob, or the same template."""
-    return (
-        first.kind is second.kind
-        and first.name == second.name
-        and first.namespace == second.namespace
-        and first.field == second.field
-    )
+_BOTH = (Direction.DOWN, Direction.UP)
+_OPPOSITE = {Direction.UP: Direction.DOWN, Direction.DOWN: Direction.UP}
 
 
 def _opposing_rules(rules: tuple[Rule, ...]) -> Iterator[Problem]:
-    for first, second in combinations(rules, 2):
-        if not _same_knob(first.action.knob, second.action.knob):
+    """Each rule that can undo an earlier rule on the same knob (the same static knob or the
+    same template), neither having a stabilization window: linear in the rules, as a file
+    may hold tens of thousands."""
+    # Per knob, the first earlier rule without a window that can raise it, and that can lower it.
+    earlier: dict[KnobTemplate, dict[Direction, Rule]] = {}
+    for rule in rules:
+        if rule.action.stabilization_window > 0:
             continue
-        up_down = Direction.UP in _directions(first) and Direction.DOWN in _directions(second)
-        down_up = Direction.DOWN in _directions(first) and Direction.UP in _directions(second)
-        if not (up_down or down_up):
-            continue
-        if first.action.stabilization_window > 0 or second.action.stabilization_window > 0:
-            continue
-        where = f" at {first.location}" if first.location else ""
-        yield _rule_problem(
-            second,
-            "action",
-            f"this rule and {first.name!r}{where} move the same knob in opposite directions "
-            "with no stabilization_window on either, so they can undo each other tick after "
-            "tick; give the lowering rule a stabilization_window (the HPA's default is 5m)",
+        knob = rule.action.knob
+        seen = earlier.setdefault(knob, {})
+        directions = _directions(rule)
+        opposite = next(
+            (seen[_OPPOSITE[d]] for d in _BOTH if d in directions and _OPPOSITE[d] in seen),
+            None,
         )
+        if opposite is not None:
+            where = f" at {opposite.location}" if opposite.location else ""
+            yield _rule_problem(
+                rule,
+                "action",
+                f"this rule and {opposite.name!r}{where} move the same knob in opposite "
+                "directions with no stabilization_window on either, so they can undo each other "
+                "tick after tick; give the lowering rule a stabilization_window (the HPA's "
+                "default is 5m)",
+            )
+        for direction in directions:
+            seen.setdefault(direction, rule)
