@@ -3,22 +3,24 @@
 Run: .venv/bin/python bench/bench_fidelity.py [--workers 16] [--mean-sleep 0.1] [--seed 1]
 
 HTTP (bench/fidelity_http.py): gunicorn with `--workers` sync workers runs an app that sleeps
-an exponential service time (mean `--mean-sleep`) drawn by the load generator's seeded
-generator. An open-loop Poisson generator (asyncio, one connection per request) measures each
-response time from the request's scheduled arrival. First the server's own per-request
-overhead: mean response time less mean sleep at utilisation 0.2 (the model's `overhead`), and
-for comparison the part of it that holds a worker: with every worker busy (closed loop, fixed
-sleeps, 5 s), the time per request a worker spends outside the app's sleep, by the app's clock. Then p95 at utilisations 0.5-0.95, where utilisation is
-λ·(mean sleep + overhead)/c (the nominal λ·mean sleep/c is shown beside it), after a 5 s
-warm-up from an empty queue; and an overload at 1.25 x the workers' capacity from an empty queue,
-p95 per 5 s window of arrivals. The model is `api_step` with that many workers, ample cores,
-tiny CPU work, `overhead` = the measured overhead, and the load each run offered: its arrivals
-per second and `downstream_seconds` = its mean drawn sleep (a 25 s sample's mean sleep is off
+a service time (mean `--mean-sleep`; exponential, or a fixed 70 ms plus an exponential) drawn
+by the load generator's seeded generator. An open-loop Poisson generator (asyncio, one
+connection per request) measures each response time from the request's scheduled arrival.
+First the server's own per-request overhead: mean response time less mean sleep at utilisation
+0.2 (the model's `overhead`), and for comparison the part of it that holds a worker: with every
+worker busy (closed loop, fixed sleeps, 5 s), the time per request a worker spends outside the
+app's sleep, by the app's clock. Then p95 at utilisations 0.5-0.95 (and 0.9 with the fixed
+part), where utilisation is λ·(mean sleep + overhead)/c (the nominal λ·mean sleep/c is shown
+beside it), each after a 5 s warm-up from an empty queue; and an overload at 1.25 x the
+workers' capacity from an empty queue, p95 per 5 s window of arrivals. The model is `api_step`
+with that many workers, ample cores, `overhead` = the measured overhead, the fixed part of the
+sleep as its (fixed) CPU work or 1 ns, and the load each run offered: its arrivals per second
+and `downstream_seconds` = its mean drawn exponential part (a 25 s sample's mean sleep is off
 by 1-3%, which moves an overload's growth by 5-15%). Its p95 with no backlog for the steady
 rows; stepped (0.5 s steps, backlog carried) for the overload, whose growth (p95 gained per
 second, the least-squares slope over the windows) is compared. Beside each, the same requests
-replayed through an ideal FCFS queue of c servers holding each for its sleep plus the overhead:
-what the formulas approximate, without their approximations.
+replayed through an ideal FCFS queue of c servers holding each for its sleep plus the
+overhead: what the formulas approximate, without their approximations.
 
 Columns: model = `api_step` as above; model* = the same with only the worker-held part of the
 overhead as its `overhead` and the rest added to every response (latency outside the workers);
@@ -28,8 +30,8 @@ drawn sleeps' own p95; lag = how late the requests were sent, on average.
 Cache (bench/fidelity_cache.py): a Redis cache-aside on 127.0.0.1:6379 (keys under a prefix
 unique to the run, deleted at the end) under Zipf(0.9) requests over 20,000 keys at 2,000 a
 second, started in its steady state, with the TTL 5 s, raised to 15 s at 10 s, cut to 1 s at
-40 s. Time is compressed 60x: the model's variable is λ·T, so this stands for 33 requests a second
-with TTLs 300 -> 900 -> 60 s and 150 s windows. Hit rates per 2.5 s window against
+40 s. Time is compressed 60x: the model's variable is λ·T, so this stands for 33 requests a
+second with TTLs 300 -> 900 -> 60 s and 150 s windows. Hit rates per 2.5 s window against
 `ttl_step_response` (the simulator's `CacheState`) through the same schedule in 0.05 s steps,
 and in steady state (TTL 5 s over 0-10 s, 15 s over 25-40 s, a full TTL, 1 s over 57.5-62.5 s)
 against `cache_tables`.
@@ -56,7 +58,16 @@ from bench import fidelity_cache as cache  # noqa: E402
 from bench import fidelity_http as http  # noqa: E402
 from bench.fidelity_server import Gunicorn  # noqa: E402
 
-UTILISATIONS = {0.5: 15.0, 0.7: 20.0, 0.8: 25.0, 0.9: 60.0, 0.95: 25.0}  # measured seconds
+# (fixed part of the sleep in s, utilisation): measured seconds. The fixed-part row puts the
+# model's M/G/c (Allen-Cunneen) against a service time that is mostly fixed.
+STEADY_POINTS = {
+    (0.0, 0.5): 10.0,
+    (0.0, 0.7): 15.0,
+    (0.0, 0.8): 20.0,
+    (0.0, 0.9): 50.0,
+    (0.0, 0.95): 20.0,
+    (0.07, 0.9): 35.0,
+}
 GOAL_UP_TO = 0.9
 WARMUP = 5.0
 P95_GOAL = 0.15
@@ -78,7 +89,7 @@ def verdict(met: bool) -> str:
 
 
 STEADY_HEADER = (
-    "  HTTP p95 (s)   util nominal  req/s     n  measured  model    err   model*    err"
+    "  HTTP p95 (s) service  util nominal  req/s     n  measured  model    err   model*    err"
     "   FCFS  M/M/c  sleeps  lag ms  goal"
 )
 
@@ -98,15 +109,24 @@ def run_http(workers: int, mean_sleep: float, seed: int) -> list[str]:
             f"fixed {mean_sleep * 1000:.0f} ms sleeps, from the app's clock)"
         )
         print(rows[0], flush=True)
-        for index, (utilisation, seconds) in enumerate(UTILISATIONS.items()):
+        for index, ((fixed, utilisation), seconds) in enumerate(STEADY_POINTS.items()):
             row = http.measure_steady(
-                server, mean_sleep, overhead, held, utilisation, seconds, WARMUP, seed + 1 + index
+                server,
+                mean_sleep,
+                overhead,
+                held,
+                utilisation,
+                seconds,
+                WARMUP,
+                seed + 1 + index,
+                fixed,
             )
             judged = utilisation <= GOAL_UP_TO + 1e-9
             mark = verdict(abs(row.error) <= P95_GOAL) if judged else "(none)"
             held_error = row.modelled_held_p95 / row.measured_p95 - 1.0
+            service = f"{fixed * 1000:.0f}+exp" if fixed > 0.0 else "exp"
             rows.append(
-                f"  {'':13}  {utilisation:4.2f}    {row.nominal:4.2f}  {row.rate:5.1f}  "
+                f"  {'':12} {service:>7}  {utilisation:4.2f}    {row.nominal:4.2f}  {row.rate:5.1f}  "
                 f"{row.requests:4d}     {row.measured_p95:5.3f}  {row.modelled_p95:5.3f} "
                 f"{row.error:+6.1%}    {row.modelled_held_p95:5.3f} {held_error:+6.1%}  "
                 f"{row.replay_p95:5.3f}  {row.mmc_p95:5.3f}   {row.sleeps_p95:5.3f}  "

@@ -64,13 +64,16 @@ class LoadRun:
         return float(np.quantile(self.response_times, 0.95))
 
 
-def open_loop(port: int, rate: float, mean_sleep: float, duration: float, seed: int) -> LoadRun:
-    """Poisson arrivals at `rate` per second for `duration` seconds, exponential sleeps."""
+def open_loop(
+    port: int, rate: float, mean_sleep: float, duration: float, seed: int, fixed: float = 0.0
+) -> LoadRun:
+    """Poisson arrivals at `rate` per second for `duration` seconds; sleeps of `fixed` plus an
+    exponential, `mean_sleep` in all."""
     generator = np.random.default_rng(seed)
     expected = int(rate * duration * 1.2) + 100
     arrivals = np.cumsum(generator.exponential(1.0 / rate, expected))
     arrivals = arrivals[arrivals < duration]
-    sleeps = generator.exponential(mean_sleep, arrivals.size)
+    sleeps = fixed + generator.exponential(mean_sleep - fixed, arrivals.size)
     response_times, lags = asyncio.run(_drive(port, arrivals, sleeps))
     return LoadRun(arrivals, sleeps, response_times, lags)
 
@@ -142,13 +145,19 @@ def model_spec(workers: int, overhead: float) -> APISpec:
         cpu_seconds=_TINY_CPU_SECONDS,
         timeout=_MODEL_TIMEOUT,
         overhead=overhead,
+        cpu_fixed_share=1.0,
     )
 
 
-def modelled_p95(workers: int, mean_sleep: float, overhead: float, rate: float) -> float:
-    """The model's steady-state p95: one `api_step` with no backlog."""
+def modelled_p95(
+    workers: int, mean_sleep: float, overhead: float, rate: float, fixed: float = 0.0
+) -> float:
+    """The model's steady-state p95: one `api_step` with no backlog. A fixed part of the sleep
+    goes in as fixed CPU work (never stretched, the cores being ample), the rest as the
+    exponential downstream wait."""
     spec = model_spec(workers, overhead)
-    return api_step(spec, rate, 1, _TINY_CPU_SECONDS, mean_sleep, 0.0, 1.0)[0]
+    cpu = fixed if fixed > _TINY_CPU_SECONDS else _TINY_CPU_SECONDS
+    return api_step(spec, rate, 1, cpu, mean_sleep - fixed, 0.0, 1.0)[0]
 
 
 def plain_mmc_p95(workers: int, mean_sleep: float, rate: float) -> float:
@@ -181,6 +190,8 @@ def modelled_windows(
 
 @dataclass(frozen=True, slots=True)
 class SteadyRow:
+    # The fixed part of the sleeps (s); the rest is exponential.
+    fixed: float
     # λ·(E[sleep] + overhead)/c, the workers' true utilisation; `nominal` leaves out the overhead.
     utilisation: float
     nominal: float
@@ -298,11 +309,13 @@ def measure_steady(
     duration: float,
     warmup: float,
     seed: int,
+    fixed: float = 0.0,
 ) -> SteadyRow:
-    """p95 of the requests arriving after `warmup`, at utilisation λ·(E[sleep] + overhead)/c."""
+    """p95 of the requests arriving after `warmup`, at utilisation λ·(E[sleep] + overhead)/c;
+    sleeps of `fixed` plus an exponential."""
     workers = server.workers
     rate = utilisation * workers / (mean_sleep + overhead)
-    run = open_loop(server.port, rate, mean_sleep, warmup + duration, seed)
+    run = open_loop(server.port, rate, mean_sleep, warmup + duration, seed, fixed)
     kept = run.between(warmup, warmup + duration)
     replayed = replay_fcfs(run, workers, overhead)
     in_window = (run.arrivals >= warmup) & (run.arrivals < warmup + duration)
@@ -310,13 +323,14 @@ def measure_steady(
     offered = kept.arrivals.size / duration
     drawn = float(np.mean(kept.sleeps))
     return SteadyRow(
+        fixed=fixed,
         utilisation=utilisation,
         nominal=rate * mean_sleep / workers,
         rate=rate,
         requests=int(kept.arrivals.size),
         measured_p95=kept.p95(),
-        modelled_p95=modelled_p95(workers, drawn, overhead, offered),
-        modelled_held_p95=modelled_p95(workers, drawn, held, offered) + overhead - held,
+        modelled_p95=modelled_p95(workers, drawn, overhead, offered, fixed),
+        modelled_held_p95=modelled_p95(workers, drawn, held, offered, fixed) + overhead - held,
         mmc_p95=plain_mmc_p95(workers, drawn, offered),
         replay_p95=float(np.quantile(replayed[in_window], 0.95)),
         sleeps_p95=float(np.quantile(kept.sleeps, 0.95)),
