@@ -29,6 +29,7 @@ NATIVE_MODULES = (
     "autotuner/core/model.py",
     "autotuner/core/objective_targets.py",
     "autotuner/core/objectives.py",
+    "autotuner/core/records.py",
     "autotuner/core/policies.py",
     "autotuner/core/rules.py",
     "autotuner/core/state.py",

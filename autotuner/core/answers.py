@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter
 
 from autotuner.core.model import Labels, MetricAnswer, NoData, Sample, Series, format_labels
+from autotuner.core.records import sample
 
 # How many unusable series a reason names before it summarises the rest.
 REASONS_SHOWN = 3
@@ -42,17 +43,17 @@ def answer_from(
     """
     samples: list[Sample] = []
     unusable: list[str] = []
-    isfinite = math.isfinite
     for labels, timestamp, value in points:
-        samples.append(Sample(labels, value, timestamp))
-        if isfinite(value) and at - timestamp <= staleness_limit:
+        samples.append(sample(labels, value, timestamp))
+        if math.isfinite(value) and at - timestamp <= staleness_limit:
             continue
         unusable.append(unusable_reason(labels, timestamp, value, at, staleness_limit))
     if not samples:
         return NoData("the query returned no series"), ()
     if len(unusable) == len(samples):
         return NoData("no usable value: " + summary(unusable)), tuple(unusable)
-    samples.sort(key=_LABELS)
+    if len(samples) > 1:
+        samples.sort(key=_LABELS)
     return Series(tuple(samples)), tuple(unusable)
 
 

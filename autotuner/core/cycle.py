@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from autotuner.core import objectives, policies
+from autotuner.core import objectives, policies, records
 from autotuner.core.learn import capacity
 from autotuner.core.learn.capacity import CapacityParameters, CapacityState, Recommendation
 from autotuner.core.model import (
@@ -212,23 +212,23 @@ class Cycle:
         why: str,
         from_default: bool = False,
     ) -> Decision:
-        return Decision(
-            time=self.now,
-            rule=rule.name,
-            labels=labels,
-            knob=knob,
-            verdict=verdict,
-            phase=Phase.FIRING,
-            metric=rule.metric,
-            value=value,
-            threshold=rule.condition.threshold,
-            current=current,
-            proposed=proposed,
-            final=final,
-            steps=tuple(steps),
-            reason=self.reason(rule, labels, value, why, proposed != current),
-            dry_run=self.dry_run,
-            from_default=from_default,
+        return records.decision(
+            self.now,
+            rule.name,
+            labels,
+            knob,
+            verdict,
+            Phase.FIRING,
+            rule.metric,
+            value,
+            rule.condition.threshold,
+            current,
+            proposed,
+            final,
+            tuple(steps),
+            self.reason(rule, labels, value, why, proposed != current),
+            self.dry_run,
+            from_default,
         )
 
     def reason(

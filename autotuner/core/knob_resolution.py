@@ -15,6 +15,7 @@ from operator import attrgetter
 from autotuner.core import policies
 from autotuner.core.cycle import Cycle, Proposal
 from autotuner.core.model import KnobRef, KnobUnreadable, PolicyStep, Verdict
+from autotuner.core.records import knob_state
 from autotuner.core.rules import Budget
 from autotuner.core.state import KnobState, TimedValues, with_recommendation
 
@@ -158,9 +159,9 @@ def knob_states(cycle: Cycle, recommendations: Mapping[KnobRef, float]) -> dict[
         history[knob_id] = (with_recommendation(kept, now, recommended), changes)
     # A knob whose inputs are missing keeps its last recommendation alive, so that an
     # outage as long as a window does not empty it and let the first tick back act at once.
-    for knob_id in cycle.starved_knobs.keys() - cycle.windowed_knobs.keys():
+    for knob_id in cycle.starved_knobs:
         held = history.get(knob_id)
-        if held is not None and held[0]:
+        if held is not None and held[0] and knob_id not in cycle.windowed_knobs:
             kept, changes = held
             history[knob_id] = (with_recommendation(kept, now, kept[-1][1]), changes)
     knobs: dict[str, KnobState] = {}
@@ -169,7 +170,7 @@ def knob_states(cycle: Cycle, recommendations: Mapping[KnobRef, float]) -> dict[
         if old is not None and kept is old.recommendations and changes is old.changes:
             knobs[knob_id] = old
         elif kept or changes:
-            knobs[knob_id] = KnobState(kept, changes)
+            knobs[knob_id] = knob_state(kept, changes)
     return knobs
 
 

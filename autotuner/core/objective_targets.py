@@ -16,7 +16,6 @@ from autotuner.core.cycle import Cycle
 from autotuner.core.learn import capacity
 from autotuner.core.learn.capacity import CapacityState
 from autotuner.core.model import (
-    Evaluation,
     KnobRef,
     KnobUnreadable,
     Labels,
@@ -26,8 +25,9 @@ from autotuner.core.model import (
     Verdict,
     format_labels,
 )
+from autotuner.core.records import evaluation, target_state
 from autotuner.core.rules import Rule
-from autotuner.core.state import INITIAL_TARGET, TargetKey, TargetState
+from autotuner.core.state import INITIAL_TARGET, TargetKey
 
 _NEW_MODEL = CapacityState()
 
@@ -85,22 +85,23 @@ def run(cycle: Cycle, rule: Rule, answer: MetricAnswer, known: Sequence[TargetKe
             why = knob_for(labels)
             cycle.keep(key, previous)
             cycle.evaluations.append(
-                Evaluation(
+                evaluation(
                     rule.name,
                     labels,
                     previous.phase,
                     inputs.latency,
                     f"cannot name the knob: {why}",
+                    None,
                 )
             )
             continue
         if rule.action.stabilization_window > 0:
             cycle.windowed_knobs[chosen.id] = chosen
         since = previous.active_since if previous.active_since is not None else cycle.now
-        target = TargetState(Phase.FIRING, since, cycle.now, previous.last_action, chosen.id)
+        target = target_state(Phase.FIRING, since, cycle.now, previous.last_action, chosen.id)
         cycle.keep(key, target)
         cycle.evaluations.append(
-            Evaluation(rule.name, labels, Phase.FIRING, inputs.latency, None, chosen)
+            evaluation(rule.name, labels, Phase.FIRING, inputs.latency, None, chosen)
         )
         start = cycle.current_value(rule, labels, chosen, inputs.latency)
         if start is None or inputs.observation is None:

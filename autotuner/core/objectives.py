@@ -26,14 +26,41 @@ class Inputs(NamedTuple):
     no_data: str | None
 
 
-def parameters(objective: Objective) -> CapacityParameters:
-    return CapacityParameters(
-        aim=objective.aim,
-        at_most=objective.at_most,
-        settle=objective.settle,
-        fallback_utilisation=objective.fallback_utilisation,
-        lead=objective.lead,
+class _Derived(NamedTuple):
+    objective: Objective
+    parameters: CapacityParameters
+    bounds: str  # how a reason states the objective: "(at most 0.5, aim 0.4)"
+
+
+# Per objective, by identity: both are asked for on every tick of every target. An entry holds
+# its objective, so the id cannot be reused while the entry lives.
+_DERIVED: dict[int, _Derived] = {}
+_DERIVED_LIMIT = 256
+
+
+def _derived(objective: Objective) -> _Derived:
+    known = _DERIVED.get(id(objective))
+    if known is not None and known.objective is objective:
+        return known
+    made = _Derived(
+        objective,
+        CapacityParameters(
+            aim=objective.aim,
+            at_most=objective.at_most,
+            settle=objective.settle,
+            fallback_utilisation=objective.fallback_utilisation,
+            lead=objective.lead,
+        ),
+        f"(at most {objective.at_most:g}, aim {objective.aim:g})",
     )
+    if len(_DERIVED) >= _DERIVED_LIMIT:
+        _DERIVED.clear()
+    _DERIVED[id(objective)] = made
+    return made
+
+
+def parameters(objective: Objective) -> CapacityParameters:
+    return _derived(objective).parameters
 
 
 def _index(answer: MetricAnswer) -> Mapping[Labels, Sample] | str:
@@ -61,6 +88,9 @@ def _value(
     return sample.value
 
 
+_NOT_FETCHED: MetricAnswer = NoData("the metric was not fetched")
+
+
 def join(
     rule: Rule,
     objective: Objective,
@@ -71,9 +101,8 @@ def join(
     max_age: float,
 ) -> list[Inputs]:
     """Each target's observation; `current` holds each target's replica count, where read."""
-    missing: MetricAnswer = NoData("the metric was not fetched")
-    load_index = _index(answers.get(objective.load, missing))
-    utilisation_index = _index(answers.get(objective.utilisation, missing))
+    load_index = _index(answers.get(objective.load, _NOT_FETCHED))
+    utilisation_index = _index(answers.get(objective.utilisation, _NOT_FETCHED))
     joined = []
     for sample in latency.samples:
         labels = sample.labels
@@ -105,4 +134,4 @@ def describe(rule: Rule, value: float | None) -> str:
     assert objective is not None
     if value is None:
         return f"{rule.metric} has no data"
-    return f"{rule.metric} {value:.3g} (at most {objective.at_most:g}, aim {objective.aim:g})"
+    return f"{rule.metric} {value:.3g} {_derived(objective).bounds}"

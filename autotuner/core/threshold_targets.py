@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from autotuner.core import policies
 from autotuner.core.cycle import Cycle
 from autotuner.core.model import (
-    Evaluation,
     KnobRef,
     Labels,
     MetricAnswer,
@@ -26,6 +25,7 @@ from autotuner.core.model import (
     format_labels,
     usable,
 )
+from autotuner.core.records import evaluation, target_state
 from autotuner.core.rules import Rule
 from autotuner.core.state import INITIAL_TARGET, TargetKey, TargetState
 
@@ -45,7 +45,7 @@ def run_rule(cycle: Cycle, rule: Rule, answer: MetricAnswer, known: Sequence[Tar
             if static is not None:
                 cycle.starved_knobs.setdefault(static.id, rule.name)
             cycle.evaluations.append(
-                Evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason, static)
+                evaluation(rule.name, (), Phase.INACTIVE, None, answer.reason, static)
             )
         for _, labels in known:
             no_data(cycle, rule, labels, answer.reason)
@@ -59,29 +59,30 @@ def run_rule(cycle: Cycle, rule: Rule, answer: MetricAnswer, known: Sequence[Tar
     )
     named: set[str] = set()
     duplicates: set[Labels] = set()
-    knob_for = rule.action.knob.knob_for
+    template = rule.action.knob
     now = cycle.now
     max_age = cycle.ruleset.max_sample_age
-    # Hoisted for the common case below: most targets are inactive and stay so.
+    # Hoisted for the common case below: most targets are inactive and stay so. Objects, not
+    # bound methods: compiled, a method called on its object is a direct call.
     name = rule.name
-    starts = rule.condition.starts
-    state_of = cycle.state.targets.get
+    condition = rule.condition
+    known_targets = cycle.state.targets
     windowed = cycle.windowed_knobs if rule.action.stabilization_window > 0 else None
     evaluations = cycle.evaluations
     for labels, value, timestamp in samples:
-        knob = knob_for(labels)
+        knob = template.knob_for(labels)
         if not isinstance(knob, str):
             named.add(knob.id)
             if (
                 not repeated
                 and math.isfinite(value)
                 and now - timestamp <= max_age
-                and state_of((name, labels)) is None
-                and not starts(value)
+                and (name, labels) not in known_targets
+                and not condition.starts(value)
             ):
                 if windowed is not None:
                     windowed[knob.id] = knob
-                evaluations.append(Evaluation(name, labels, Phase.INACTIVE, value, None, knob))
+                evaluations.append(evaluation(name, labels, Phase.INACTIVE, value, None, knob))
                 continue
         if labels in repeated:
             # Two series with one label set: neither can be trusted, so neither acts.
@@ -116,7 +117,7 @@ def no_data(cycle: Cycle, rule: Rule, labels: Labels, reason: str, resolve: bool
     if previous.phase is Phase.PENDING or (previous.phase is Phase.FIRING and resolve and not kept):
         previous = previous._replace(phase=Phase.INACTIVE, active_since=None)
     cycle.keep(key, previous)
-    cycle.evaluations.append(Evaluation(rule.name, labels, previous.phase, None, reason, knob))
+    cycle.evaluations.append(evaluation(rule.name, labels, previous.phase, None, reason, knob))
     if knob is None:
         return
     cycle.starved_knobs.setdefault(knob.id, rule.name)
@@ -150,7 +151,9 @@ def observe(cycle: Cycle, rule: Rule, labels: Labels, value: float, knob: KnobRe
     if isinstance(knob, str):
         cycle.keep(key, previous)
         cycle.evaluations.append(
-            Evaluation(rule.name, labels, previous.phase, value, f"cannot name the knob: {knob}")
+            evaluation(
+                rule.name, labels, previous.phase, value, f"cannot name the knob: {knob}", None
+            )
         )
         return
     if rule.action.stabilization_window > 0:
@@ -158,7 +161,7 @@ def observe(cycle: Cycle, rule: Rule, labels: Labels, value: float, knob: KnobRe
     target, acting = alert_step(cycle, rule, previous, value, knob.id)
     if target is not INITIAL_TARGET:
         cycle.keep(key, target)
-    cycle.evaluations.append(Evaluation(rule.name, labels, target.phase, value, None, knob))
+    cycle.evaluations.append(evaluation(rule.name, labels, target.phase, value, None, knob))
     if acting:
         try:
             propose(cycle, rule, labels, knob, value, target)
@@ -189,7 +192,7 @@ def alert_step(
         since = now if since is None else since
         firing = was_firing or now - since >= rule.for_
         new_phase = Phase.FIRING if firing else Phase.PENDING
-        return TargetState(new_phase, since, now, previous.last_action, knob), firing
+        return target_state(new_phase, since, now, previous.last_action, knob), firing
     if phase is Phase.INACTIVE:
         return previous, False
     if (
@@ -199,7 +202,7 @@ def alert_step(
     ):
         # Kept firing, so a relapse acts without a new `for:`; but it does not act now.
         return previous, False
-    return TargetState(Phase.INACTIVE, None, previous.last_true, previous.last_action, knob), False
+    return target_state(Phase.INACTIVE, None, previous.last_true, previous.last_action, knob), False
 
 
 def propose(

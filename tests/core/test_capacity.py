@@ -9,6 +9,7 @@ from autotuner.core.learn.capacity import (
     CapacityParameters,
     CapacityState,
     Observation,
+    _with_averages,
     curve,
     explain,
     observe,
@@ -152,3 +153,16 @@ def test_a_fleet_seen_saturating_short_of_full_cpu_is_never_aimed_past_it() -> N
     advice = recommend(state, now, Observation(300.0, 0.15, 0.6, 5.0), PARAMETERS)
     assert advice.target_utilisation is not None
     assert advice.target_utilisation <= 0.8 / 1.1 + 1e-9
+
+
+def test_the_per_tick_averages_change_only_their_own_fields() -> None:
+    """The field-by-field copy that replaces `_replace` on every tick keeps every other field."""
+    distinct = CapacityState(
+        *(
+            (float(i), float(i) + 0.5) if isinstance(default, tuple) else float(i)
+            for i, default in enumerate(CapacityState())
+        )
+    )
+    assert _with_averages(distinct, 100.0, 101.0, 102.0, 103.0) == distinct._replace(
+        load_time=100.0, fast_load=101.0, slow_load=102.0, window_utilisation=103.0
+    )

@@ -29,7 +29,7 @@ the caller falls back (see `recommend`).
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 # Saturation estimates kept; their median is the model's value.
 RATIOS_KEPT = 9
@@ -52,6 +52,8 @@ FAST_LOAD = 60.0
 SLOW_LOAD = 300.0
 
 _EMPTY_BANDS: tuple[float, ...] = (0.0,) * BANDS
+# Held once: compiled, `tuple.__new__` written out looks the method up on every call.
+_new: Final = tuple.__new__
 
 
 class CapacityParameters(NamedTuple):
@@ -191,14 +193,23 @@ def band_latency(state: CapacityState, band: int) -> float | None:
 
 def curve(state: CapacityState, aim: float) -> Curve:
     """Walk the bands from the lowest up on the running maximum of their latency."""
+    crossing, bands = _crossing(state.band_weight, state.band_latency, aim)
+    return Curve(crossing, state.highest_utilisation, bands, state.observations)
+
+
+def _crossing(
+    band_weight: tuple[float, ...], band_latency: tuple[float, ...], aim: float
+) -> tuple[float | None, int]:
+    """`curve`'s crossing and band count, from the bands alone."""
     envelope = 0.0
     previous_centre: float | None = None
     bands = 0
     crossing: float | None = None
     for band in range(BANDS):
-        latency = band_latency(state, band)
-        if latency is None:
+        weight = band_weight[band]
+        if not weight >= BAND_EVIDENCE:  # as `band_latency` has it
             continue
+        latency = band_latency[band] / weight
         bands += 1
         centre = _centre(band)
         if crossing is not None:
@@ -212,17 +223,12 @@ def curve(state: CapacityState, aim: float) -> Curve:
             continue
         envelope = max(envelope, latency)
         previous_centre = centre
-    return Curve(crossing, state.highest_utilisation, bands, state.observations)
+    return crossing, bands
 
 
 def learned_curve(state: CapacityState) -> Curve:
     """`curve` as the last observation left it."""
     return Curve(state.crossing, state.highest_utilisation, state.bands, state.observations)
-
-
-def _with_curve(state: CapacityState, aim: float) -> CapacityState:
-    shape = curve(state, aim)
-    return state._replace(crossing=shape.crossing, bands=shape.bands)
 
 
 def _trend(state: CapacityState) -> float:
@@ -236,16 +242,46 @@ def _with_readings(
     """The moving averages: the load's two, and utilisation over about `settle` / 2."""
     load, utilisation = seen.load, seen.utilisation
     if state.load_time is None:
-        return state._replace(
-            load_time=now, fast_load=load, slow_load=load, window_utilisation=utilisation
-        )
+        return _with_averages(state, now, load, load, utilisation)
     dt = max(0.0, now - state.load_time)
     fast = state.fast_load + (load - state.fast_load) * (1.0 - math.exp(-dt / FAST_LOAD))
     slow = state.slow_load + (load - state.slow_load) * (1.0 - math.exp(-dt / SLOW_LOAD))
     share = 1.0 - math.exp(-dt / max(dt, 0.5 * parameters.settle))
     averaged = state.window_utilisation + (utilisation - state.window_utilisation) * share
-    return state._replace(
-        load_time=now, fast_load=fast, slow_load=slow, window_utilisation=averaged
+    return _with_averages(state, now, fast, slow, averaged)
+
+
+def _with_averages(
+    state: CapacityState, load_time: float, fast: float, slow: float, utilisation: float
+) -> CapacityState:
+    """`state._replace(load_time=..., fast_load=..., slow_load=..., window_utilisation=...)`.
+
+    Every tick of every target makes one, so it is built field by field with `tuple.__new__`:
+    `_replace` and the class's own constructor run as Python code even compiled, and cost
+    several times as much (see autotuner.core.records).
+    """
+    return _new(
+        CapacityState,
+        (
+            state.replicas,
+            state.steady_since,
+            state.last_sample,
+            state.ratios,
+            state.band_weight,
+            state.band_latency,
+            state.observations,
+            state.crossing,
+            state.bands,
+            state.highest_utilisation,
+            state.surprises,
+            state.relearned_at,
+            load_time,
+            fast,
+            slow,
+            utilisation,
+            state.overload_utilisation,
+            state.overload_seen,
+        ),
     )
 
 
@@ -325,23 +361,26 @@ def observe(
     sums = [s * decay for s in state.band_latency]
     weights[band] += 1.0
     sums[band] += seen.latency
-    learned = state._replace(
+    band_weights, band_sums = tuple(weights), tuple(sums)
+    crossing, bands = _crossing(band_weights, band_sums, parameters.aim)
+    return state._replace(
         last_sample=now,
         ratios=ratios,
-        band_weight=tuple(weights),
-        band_latency=tuple(sums),
+        band_weight=band_weights,
+        band_latency=band_sums,
         observations=state.observations + 1,
         highest_utilisation=max(state.highest_utilisation, u),
         surprises=0,
+        crossing=crossing,
+        bands=bands,
     )
-    return _with_curve(learned, parameters.aim)
 
 
 def confidence(
     state: CapacityState, parameters: CapacityParameters, shape: Curve | None = None
 ) -> float:
     """0 with nothing learned; 1 with enough observations over at least three bands."""
-    if saturation(state) is None:
+    if len(state.ratios) < 3:  # no saturation yet (see `saturation`)
         return 0.0
     if shape is None:
         shape = learned_curve(state)
