@@ -44,6 +44,7 @@ _HELP = {
     "redis_publish_channel": "Redis channel told {key, old, new, rule} after each write",
     "redis_write_attempts": "times a Redis write is sent when the connection fails (default 3)",
     "database_url": "SQLAlchemy URL of the audit and state database (SQLite file by default)",
+    "database_url_file": "file holding that URL (it carries the database password); used instead",
     "retention_days": "delete audit records older than this",
     "rules": "rule files or directories, comma-separated",
     "interval_seconds": "seconds between control cycles (default 15)",

@@ -234,6 +234,9 @@ class Settings(BaseModel):
     redis_write_attempts: int = Field(default=3, ge=1)
     # SQLAlchemy URL of the audit and state store. Its password, if any, is hidden in reprs.
     database_url: SecretStr = SecretStr("sqlite:///autotuner-audit.sqlite")
+    # A file holding the URL (it carries the PostgreSQL password), as a mounted Secret; used
+    # instead of database_url, also over the image's default AUTOTUNER_DATABASE_URL.
+    database_url_file: Path | None = None
     retention_days: float = Field(default=30.0, gt=0)
     rules: tuple[Path, ...] = (Path("rules"),)
     interval_seconds: float = Field(default=15.0, gt=0)
@@ -263,6 +266,7 @@ class Settings(BaseModel):
         "prometheus_basic_auth_password_file",
         "redis_password_file",
         "redis_username_file",
+        "database_url_file",
     )
     @classmethod
     def _readable_secret_file(cls, path: Path | None) -> Path | None:
@@ -356,6 +360,17 @@ class Settings(BaseModel):
                 raise ValueError(f"header {name!r} is given twice")
             seen.add(name.lower())
         return pairs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_url_from_file(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("database_url_file") is None:
+            return data
+        try:
+            url = Path(str(data["database_url_file"])).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return data  # the field's own validator says what is wrong with the file
+        return {**data, "database_url": url} if url else data
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

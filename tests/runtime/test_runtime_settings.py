@@ -125,6 +125,37 @@ def test_secrets_from_environment_and_files_never_show(tmp_path: Path) -> None:
     assert settings.redacted()["database_url"] == "postgresql://app:***@db/audit"
 
 
+def test_the_database_url_comes_from_a_file_and_never_shows(tmp_path: Path) -> None:
+    url_file = tmp_path / "database-url"
+    url_file.write_text("postgresql://app:dbpass@db/audit\n")
+    for flags, environ in (
+        ({"database_url_file": str(url_file)}, {}),
+        # Also over a URL from the environment, as the image sets a default one.
+        ({}, {"AUTOTUNER_DATABASE_URL_FILE": str(url_file), "AUTOTUNER_DATABASE_URL": "sqlite://"}),
+    ):
+        settings = load_settings(flags, environ)
+        assert settings.database_url.get_secret_value() == "postgresql://app:dbpass@db/audit"
+        assert "dbpass" in settings.secret_values()
+        shown = repr(settings) + str(settings) + str(settings.redacted())
+        assert "dbpass" not in shown
+    with pytest.raises(SettingsError, match=r"AUTOTUNER_DATABASE_URL_FILE.*cannot read"):
+        load_settings({}, {"AUTOTUNER_DATABASE_URL_FILE": str(tmp_path / "absent")})
+
+
+def test_the_audit_commands_read_the_database_url_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from autotuner.cli.main import main
+
+    url_file = tmp_path / "database-url"
+    url_file.write_text(f"sqlite:///{tmp_path / 'audit.sqlite'}\n")
+    monkeypatch.setenv("AUTOTUNER_DATABASE_URL_FILE", str(url_file))
+    monkeypatch.delenv("AUTOTUNER_DATABASE_URL", raising=False)
+    main(["history"])
+    # The file's database (absent here) is the one looked for, not the default.
+    assert str(tmp_path / "audit.sqlite") in capsys.readouterr().err
+
+
 def test_empty_or_missing_secret_file_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "pw"
     empty.write_text("\n")
