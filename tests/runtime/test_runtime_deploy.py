@@ -75,7 +75,9 @@ def test_deployment_is_available_probed_bounded_and_hardened() -> None:
     # The only writable places on a read-only root: the audit file and temporary files.
     assert {"/var/lib/autotuner", "/tmp"} <= mounts
     env = {e["name"]: e for e in container["env"]}
-    assert "valueFrom" in env["AUTOTUNER_DATABASE_URL"], "the database URL holds a password"
+    # The database URL holds a password: a mounted Secret file, not a variable.
+    assert "AUTOTUNER_DATABASE_URL" not in env
+    assert env["AUTOTUNER_DATABASE_URL_FILE"]["value"].startswith("/var/run/secrets/")
     assert env["AUTOTUNER_REDIS_PASSWORD_FILE"]["value"].startswith("/var/run/secrets/")
     assert pod["terminationGracePeriodSeconds"] > 20, "longer than the daemon's shutdown grace"
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -94,11 +96,10 @@ def test_rbac_is_least_privilege() -> None:
         for verb in rule["verbs"]
         if verb not in ("get", "list", "watch")
     }
+    # The scale actuator only gets and updates the scale subresource: no patch.
     assert writes == {
         ("deployments/scale", "update"),
-        ("deployments/scale", "patch"),
         ("statefulsets/scale", "update"),
-        ("statefulsets/scale", "patch"),
         ("events", "create"),
     }
     for _, document in _documents():
@@ -111,6 +112,62 @@ def test_rbac_is_least_privilege() -> None:
         r for r in election["rules"] if "leases" in r["resources"] and "update" in r["verbs"]
     ]
     assert lease_updates and all(r.get("resourceNames") == ["autotuner"] for r in lease_updates)
+
+
+def test_scale_rights_name_the_allowed_workloads_in_each_allowed_namespace(
+    tmp_path: Path,
+) -> None:
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text(_one("ConfigMap", "autotuner-settings")["data"]["settings.yaml"])
+    allow = load_settings({}, {}, settings_file).allow
+    tuners = [
+        d
+        for _, d in _documents()
+        if d["kind"] == "Role" and d["metadata"]["name"] == "autotuner-tuner"
+    ]
+    assert sorted(t["metadata"]["namespace"] for t in tuners) == sorted(allow.namespaces)
+    for tuner in tuners:
+        scale = [r for r in tuner["rules"] if "deployments/scale" in r["resources"]]
+        assert scale == [
+            {
+                "apiGroups": ["apps"],
+                "resources": ["deployments/scale", "statefulsets/scale"],
+                "resourceNames": sorted(allow.workloads),
+                "verbs": ["get", "update"],
+            }
+        ]
+
+
+def test_render_script_reproduces_the_committed_rbac() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import render_rbac as r; print(r.render(), end='')"],
+        cwd=DEPLOY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (DEPLOY / "rbac.yaml").read_text(), (
+        "deploy/rbac.yaml is out of date: run python deploy/render_rbac.py"
+    )
+
+
+def test_the_network_policy_admits_only_the_scrape_port() -> None:
+    policy = _one("NetworkPolicy", "autotuner")
+    deployment = _one("Deployment", "autotuner")
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"]
+        == (deployment["spec"]["template"]["metadata"]["labels"])
+    )
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080}
+    [source] = rule["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"
+    }
 
 
 def test_rules_configmap_matches_the_rule_files() -> None:
