@@ -395,14 +395,16 @@ class FakeQueryApi:
                 params = {name: values[-1] for name, values in parse_qs(url.query).items()}
                 expr, at = params.get("query", ""), params.get("time", "0")
                 api._arrived(RecordedQuery(expr, at, dict(self.headers.items())))
-                try:
-                    self._answer(url.path, expr, at)
-                finally:
-                    api._left()
+                self._answer(url.path, expr, at)
 
             def _answer(self, path: str, expr: str, at: str) -> None:
-                if expr in api.slow:
-                    time.sleep(api.slow_seconds)
+                try:
+                    if expr in api.slow:
+                        time.sleep(api.slow_seconds)
+                finally:
+                    # Before the answer is written: once the client has it, it may send the
+                    # next query before this thread runs again.
+                    api._left()
                 default = {
                     "status": "success",
                     "data": {
