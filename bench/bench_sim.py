@@ -7,13 +7,21 @@ modelled system and the decision engine. Measured with time.perf_counter around 
 runs per policy: each run is printed, then the median and the best (the run least disturbed by
 other work on the machine, as timeit reports).
 
+The simulator runs in one thread, so OpenBLAS is held to one (OPENBLAS_NUM_THREADS=1, unless
+set otherwise) before numpy loads. Its only work is the matrix-vector products that build the
+cache tables, before timing; its worker threads busy-wait for a while after such work, taking
+the other core from whatever else the machine runs.
+
     python bench/bench_sim.py [SCENARIO] [--runs N]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
 import platform
 import statistics
 import sys
