@@ -9,7 +9,8 @@ to load safely.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
@@ -27,20 +28,32 @@ class Located:
 
     file: str
     data: Any
-    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    # By id() of each mapping and sequence in `data`: where its parts were written, flat. For
+    # a mapping, key line, key column, value line, value column per entry, in the dict's
+    # order; for a sequence, line and column per item. Four integers an entry in an array
+    # take a small fraction of what a dict of paths would, for files of 10 MB.
+    marks: dict[int, array[int]] = field(default_factory=dict)
+    root: tuple[int, int] = (1, 1)
 
     def position(self, path: Sequence[str | int], key: bool = False) -> tuple[int, int]:
-        """The position of the deepest known part of `path`."""
-        index = self.keys if key else self.values
-        probe = tuple(path)
-        while probe:
-            if probe in index:
-                return index[probe]
-            if probe in self.values:
-                return self.values[probe]
-            probe = probe[:-1]
-        return self.values.get((), (1, 1))
+        """The position of the deepest known part of `path` (of its key, if asked)."""
+        current, found = self.data, self.root
+        for depth, part in enumerate(path):
+            marks = self.marks.get(id(current))
+            if marks is None:
+                break
+            if isinstance(current, dict):
+                if part not in current:
+                    break
+                at = 4 * list(current).index(part)
+                if key and depth == len(path) - 1:
+                    return marks[at], marks[at + 1]
+                found, current = (marks[at + 2], marks[at + 3]), current[part]
+            elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+                found, current = (marks[2 * part], marks[2 * part + 1]), current[part]
+            else:
+                break
+        return found
 
     def problem(self, path: Sequence[str | int], message: str, key: bool = False) -> Problem:
         line, column = self.position(path, key)
@@ -103,24 +116,10 @@ def load_located(text: str, file: str, max_bytes: int = MAX_FILE_BYTES) -> Locat
     expansion past MAX_ALIAS_NODES raises ConfigError."""
     if len(text) > max_bytes:
         raise ConfigError([_too_large(file, max_bytes)])
-    # libyaml's loader, where PyYAML was built with it, is an order of magnitude faster.
+    # libyaml's parser, where PyYAML was built with it, is an order of magnitude faster.
     loader = (yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader)(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return Located(file, None)
-        # Composing shares an anchored node between its aliases; building Python data from
-        # it, or walking it, would visit each alias's whole subtree, so count that first.
-        expansion = _alias_problem(node, file)
-        if expansion is not None:
-            raise ConfigError([expansion])
-        # Walked before it is built: building flattens `<<` merges into the mappings, after
-        # which an overriding key would look like a key written twice.
-        walk = _Walk(file)
-        walk.node(node, ())
-        if walk.problems:
-            raise ConfigError(walk.problems)
-        data = loader.construct_document(node)
+        return _Builder(file, loader).document()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -131,122 +130,263 @@ def load_located(text: str, file: str, max_bytes: int = MAX_FILE_BYTES) -> Locat
         raise ConfigError([Problem(file, 1, 1, "", f"not valid YAML: {error}")]) from None
     finally:
         loader.dispose()
-    return Located(file, data, walk.values, walk.keys)
 
 
-def _children(node: yaml.Node) -> Iterator[tuple[yaml.Node, yaml.Node]]:
-    """(where it is written, child) for each key and value of a mapping, item of a sequence."""
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            yield key_node, key_node
-            yield key_node, value_node
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            yield node, item
+class _Open:
+    """A mapping or sequence being read: its parts so far, and how many nodes it expands to."""
+
+    __slots__ = ("anchor", "is_mapping", "items", "key", "mark", "merges", "path", "size")
+
+    def __init__(self, is_mapping: bool, anchor: str | None, mark: Any, path: Path) -> None:
+        self.is_mapping = is_mapping
+        self.anchor = anchor
+        self.mark = mark
+        self.path = path
+        # A mapping's (key, key position, value, value position) entries; a sequence's items.
+        self.items: list[Any] = []
+        self.key: Any = _NO_KEY
+        self.merges: list[tuple[Any, Any]] = []  # (merged value, where `<<` was written)
+        self.size = 1
+
+    def child_path(self) -> Path:
+        if not self.is_mapping:
+            return (*self.path, len(self.items))
+        if self.key is _NO_KEY:
+            return self.path
+        return (*self.path, str(self.key[0]))
 
 
-def _alias_problem(root: yaml.Node, file: str) -> Problem | None:
-    """Counts, in one pass over the distinct nodes, how many nodes aliases add; the problem
-    where that passes MAX_ALIAS_NODES, or where an alias refers to a node containing it."""
-    sizes: dict[int, int] = {}  # the expanded size of each node counted so far
-    added = 0
-    active = {id(root)}
-    # Iterative, as a file may nest as deep as the parser allows.
-    stack = [(root, _children(root), [1])]
-    while stack:
-        node, pending, size = stack[-1]
-        for where, child in pending:
-            if id(child) in sizes:  # counted before: this is an alias of it
-                size[0] += sizes[id(child)]
-                added += sizes[id(child)]
-                if added > MAX_ALIAS_NODES:
-                    line, column = _mark(where)
-                    return Problem(
-                        file,
-                        line,
-                        column,
-                        "",
-                        f"aliases expand the document by more than {MAX_ALIAS_NODES:,} nodes "
-                        "(nested anchors multiply); refer to fewer or smaller anchors",
-                    )
-            elif id(child) in active:
-                line, column = _mark(where)
-                return Problem(file, line, column, "", "an alias refers to a node that contains it")
-            elif isinstance(child, yaml.ScalarNode):
-                sizes[id(child)] = 1
-                size[0] += 1
-            else:
-                active.add(id(child))
-                stack.append((child, _children(child), [1]))
-                break
-        else:
-            stack.pop()
-            active.discard(id(node))
-            sizes[id(node)] = size[0]
-            if stack:
-                stack[-1][2][0] += size[0]
-    return None
+_NO_KEY = object()
+_MERGE = object()
+_STR_TAG = "tag:yaml.org,2002:str"
+_PLAIN_CACHE_LIMIT = 65_536
 
 
-class _Walk:
-    """Positions by path, and keys written twice (each reported once, aliases being shared)."""
+class _Builder:
+    """Python data and its positions straight from the parser's events, in one pass.
 
-    def __init__(self, file: str) -> None:
+    No node tree is composed: for a 10 MB file PyYAML's tree takes seconds to build and some
+    60 times the text in memory. Anchors keep the value built for them (an alias shares it,
+    as PyYAML's constructor does) and the number of nodes it expands to, so that aliases that
+    multiply are refused as they are met, before anything is built from them.
+    """
+
+    def __init__(self, file: str, loader: Any) -> None:
         self.file = file
-        self.values: dict[Path, tuple[int, int]] = {}
-        self.keys: dict[Path, tuple[int, int]] = {}
+        self.loader = loader
+        self.marks: dict[int, array[int]] = {}
+        self.anchors: dict[str, tuple[Any, int]] = {}  # value, expanded size
+        self.open_anchors: set[str] = set()
+        self.added = 0
         self.problems: list[Problem] = []
-        self._checked: set[int] = set()
+        self.plain: dict[str, Any] = {}  # plain scalars already resolved: keys repeat a lot
+        self.constructors = loader.yaml_constructors
 
-    def node(self, node: yaml.Node, path: Path) -> None:
-        self.values[path] = _mark(node)
-        if isinstance(node, yaml.MappingNode):
-            first_visit = id(node) not in self._checked
-            self._checked.add(id(node))
-            seen: set[str] = set()
-            for key_node, value_node in _own_pairs(node):
-                key = str(key_node.value)
-                if key in seen and first_visit:
-                    line, column = _mark(key_node)
+    def document(self) -> Located:
+        get = self.loader.get_event
+        get()  # StreamStart
+        event = get()
+        if isinstance(event, yaml.StreamEndEvent):
+            return Located(self.file, None)
+        root = self.node(get(), ())
+        get()  # DocumentEnd
+        following = get()
+        if not isinstance(following, yaml.StreamEndEvent):
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream",
+                None,
+                "but found another document",
+                following.start_mark,
+            )
+        if self.problems:
+            raise ConfigError(self.problems)
+        data, mark = root
+        return Located(self.file, data, self.marks, mark)
+
+    def fail(self, mark: Any, message: str, path: Path = ()) -> ConfigError:
+        return ConfigError(
+            [Problem(self.file, mark.line + 1, mark.column + 1, dotted(path), message)]
+        )
+
+    def node(self, event: Any, path: Path) -> tuple[Any, tuple[int, int]]:
+        """The value of the node that starts with `event`, iteratively: a file may nest as
+        deep as the parser allows."""
+        get = self.loader.get_event
+        stack: list[_Open] = []
+        while True:
+            kind = type(event)
+            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                where = stack[-1].child_path() if stack else path
+                self.check_tag(event, where)
+                stack.append(
+                    _Open(kind is yaml.MappingStartEvent, event.anchor, event.start_mark, where)
+                )
+                if event.anchor is not None:
+                    self.open_anchors.add(event.anchor)
+                event = get()
+                continue
+            anchor = None
+            if kind is yaml.ScalarEvent:
+                value: Any = self.scalar(event)
+                size, mark, anchor = 1, event.start_mark, event.anchor
+            elif kind is yaml.AliasEvent:
+                value, size = self.alias(event)
+                mark = event.start_mark
+            else:  # the end of the innermost open mapping or sequence
+                done = stack.pop()
+                value, size, mark, anchor = self.close(done), done.size, done.mark, done.anchor
+                if anchor is not None:
+                    self.open_anchors.discard(anchor)
+            if anchor is not None:
+                self.anchors[anchor] = (value, size)
+            position = (mark.line + 1, mark.column + 1)
+            if not stack:
+                return value, position
+            self.add(stack[-1], value, position, size)
+            event = get()
+
+    def add(self, parent: _Open, value: Any, position: tuple[int, int], size: int) -> None:
+        parent.size += size
+        if value is _MERGE and (not parent.is_mapping or parent.key is not _NO_KEY):
+            value = "<<"  # a merge only as a key
+        if not parent.is_mapping:
+            parent.items.append((value, position))
+        elif parent.key is _NO_KEY:
+            if isinstance(value, dict | list):
+                line, column = position
+                raise ConfigError(
+                    [
+                        Problem(
+                            self.file,
+                            line,
+                            column,
+                            dotted(parent.path),
+                            "a key must be a plain value, not a mapping or list",
+                        )
+                    ]
+                )
+            parent.key = (value, position)
+        else:
+            key, key_position = parent.key
+            parent.key = _NO_KEY
+            if key is _MERGE:
+                parent.merges.append((value, key_position))
+            else:
+                parent.items.append((key, key_position, value, position))
+
+    def close(self, done: _Open) -> Any:
+        if not done.is_mapping:
+            items = [value for value, _ in done.items]
+            self.marks[id(items)] = array("i", [n for _, position in done.items for n in position])
+            return items
+        entries: dict[Any, tuple[tuple[int, int], Any, tuple[int, int]]] = {}
+        # Merged first, the first mapping given to `<<` winning, then the mapping's own keys
+        # over them: as PyYAML builds it. Only a key written twice by the mapping itself is
+        # a duplicate.
+        for merged, where in done.merges:
+            for source in merged if isinstance(merged, list) else [merged]:
+                if not isinstance(source, dict):
+                    line, column = where
+                    raise ConfigError(
+                        [
+                            Problem(
+                                self.file,
+                                line,
+                                column,
+                                dotted(done.path),
+                                "`<<` merges a mapping, or a list of mappings, into this one",
+                            )
+                        ]
+                    )
+                source_marks = self.marks.get(id(source))
+                for index, (key, value) in enumerate(source.items()):
+                    if key not in entries and source_marks is not None:
+                        at = 4 * index
+                        entries[key] = (
+                            (source_marks[at], source_marks[at + 1]),
+                            value,
+                            (source_marks[at + 2], source_marks[at + 3]),
+                        )
+        own: set[Any] = set()
+        for key, key_position, value, position in done.items:
+            try:
+                if key in own:
+                    line, column = key_position
                     self.problems.append(
                         Problem(
                             self.file,
                             line,
                             column,
-                            dotted((*path, key)),
+                            dotted((*done.path, str(key))),
                             "this key is written twice",
                         )
                     )
-                seen.add(key)
-                self.pair(key_node, value_node, (*path, key))
-            # A merged key is one the mapping does not write itself; the first merged
-            # mapping that has it wins, as when PyYAML builds the mapping.
-            for key_node, value_node in _merged_pairs(node):
-                key = str(key_node.value)
-                if key not in seen:
-                    seen.add(key)
-                    self.pair(key_node, value_node, (*path, key))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self.node(item, (*path, index))
+                own.add(key)
+            except TypeError:
+                line, column = key_position
+                raise ConfigError(
+                    [
+                        Problem(
+                            self.file,
+                            line,
+                            column,
+                            dotted(done.path),
+                            "a key must be a plain value",
+                        )
+                    ]
+                ) from None
+            entries[key] = (key_position, value, position)
+        mapping = {key: value for key, (_, value, _) in entries.items()}
+        self.marks[id(mapping)] = array("i", [n for k, _, v in entries.values() for n in (*k, *v)])
+        return mapping
 
-    def pair(self, key_node: yaml.Node, value_node: yaml.Node, path: Path) -> None:
-        self.keys[path] = _mark(key_node)
-        self.node(value_node, path)
+    def scalar(self, event: Any) -> Any:
+        plain = event.implicit[0] and event.tag is None
+        if plain:
+            cached = self.plain.get(event.value, _NO_KEY)
+            if cached is not _NO_KEY:
+                return cached
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        elif event.tag is None or event.tag == "!":
+            return event.value
+        else:
+            tag = event.tag
+        if tag == _STR_TAG:
+            value: Any = event.value
+        elif tag == _MERGE_TAG:
+            value = _MERGE
+        else:
+            constructor = self.constructors.get(tag)
+            if constructor is None:
+                raise self.fail(
+                    event.start_mark, f"not valid YAML here: the tag {tag!r} is not supported"
+                )
+            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+            value = constructor(self.loader, node)
+        if plain and len(self.plain) < _PLAIN_CACHE_LIMIT:
+            self.plain[event.value] = value
+        return value
 
+    def check_tag(self, event: Any, path: Path) -> None:
+        if event.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            raise self.fail(
+                event.start_mark,
+                f"not valid YAML here: the tag {event.tag!r} is not supported",
+                path,
+            )
 
-def _own_pairs(node: yaml.MappingNode) -> list[tuple[yaml.Node, yaml.Node]]:
-    return [(k, v) for k, v in node.value if k.tag != _MERGE_TAG]
-
-
-def _merged_pairs(node: yaml.MappingNode) -> Iterator[tuple[yaml.Node, yaml.Node]]:
-    """The pairs `<<` brings into a mapping, in order of precedence (a recursive anchor has
-    been refused before this runs)."""
-    for key_node, value_node in node.value:
-        if key_node.tag != _MERGE_TAG:
-            continue
-        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-        for source in sources:
-            if isinstance(source, yaml.MappingNode):
-                yield from _own_pairs(source)
-                yield from _merged_pairs(source)
+    def alias(self, event: Any) -> tuple[Any, int]:
+        name = event.anchor
+        if name in self.open_anchors:
+            raise self.fail(event.start_mark, "an alias refers to a node that contains it")
+        if name not in self.anchors:
+            raise self.fail(event.start_mark, f"not valid YAML: found undefined alias {name!r}")
+        value, size = self.anchors[name]
+        self.added += size
+        if self.added > MAX_ALIAS_NODES:
+            raise self.fail(
+                event.start_mark,
+                f"aliases expand the document by more than {MAX_ALIAS_NODES:,} nodes "
+                "(nested anchors multiply); refer to fewer or smaller anchors",
+            )
+        return value, size
