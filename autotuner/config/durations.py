@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -19,6 +20,8 @@ _DURATION = re.compile(
 )
 
 
+# Rule files repeat a few durations (1m, 5m) tens of thousands of times.
+@functools.lru_cache(maxsize=1024)
 def parse_duration(text: str) -> float:
     """Seconds in a Prometheus duration; ValueError with the accepted form otherwise."""
     text = text.strip()

@@ -260,7 +260,12 @@ class _Compiler:
         metrics = self.metrics()
         rules = []
         names: dict[str, int] = {}
-        for index, rule_spec in enumerate(self.spec.rules):
+        for index in range(len(self.spec.rules)):
+            try:
+                rule_spec = validate(RuleSpec, self.located, ("rules", index))
+            except ConfigError as error:
+                self.problems.extend(error.problems)
+                continue
             if rule_spec.name in names:
                 self.problem(
                     ("rules", index, "name"),

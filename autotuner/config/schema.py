@@ -237,7 +237,9 @@ EXTENSION_PREFIX = "x-"
 
 class RuleFileSpec(Strict):
     metrics: dict[str, MetricSpec | str] = Field(default_factory=dict)
-    rules: tuple[RuleSpec, ...] = ()
+    # Each a RuleSpec, validated one at a time by the loader as it compiles them: a file of
+    # tens of thousands of rules then never holds all their models at once.
+    rules: tuple[Any, ...] = ()
     budgets: tuple[BudgetSpec, ...] = ()
     settings: SettingsSpec = Field(default_factory=SettingsSpec)
 

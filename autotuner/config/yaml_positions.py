@@ -74,9 +74,10 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-# Larger than any sensible rule file (a ConfigMap holds at most 1 MiB), and small enough that
-# parsing stays within the daemon's memory: PyYAML's node tree takes some 60 times the text.
-MAX_FILE_BYTES = 2 * 1024 * 1024
+# Larger than any sensible rule file (a ConfigMap holds at most 1 MiB). Built from the parser's
+# events, a file takes some 15 times its text in memory while it is compiled: a 10 MB file of
+# 36,000 rules peaks under 200 MB (bench/bench_check.py).
+MAX_FILE_BYTES = 16 * 1024 * 1024
 # Nodes that aliases may add beyond those written: reusing a block across thousands of rules
 # fits, while nested anchors that multiply (an "alias bomb", a billion nodes from 1 KB) stop
 # here before anything is built from them.
@@ -213,8 +214,30 @@ class _Builder:
         deep as the parser allows."""
         get = self.loader.get_event
         stack: list[_Open] = []
+        plain = self.plain
         while True:
             kind = type(event)
+            # The common case first, kept cheap: an untagged scalar, seen before if plain, as
+            # a key or an ordinary value of the mapping being read.
+            if kind is yaml.ScalarEvent and stack and event.anchor is None and event.tag is None:
+                text = event.value
+                value = plain.get(text, _NO_KEY) if event.implicit[0] else text
+                parent = stack[-1]
+                if value is not _NO_KEY and value is not _MERGE and parent.is_mapping:
+                    mark = event.start_mark
+                    position = (mark.line + 1, mark.column + 1)
+                    parent.size += 1
+                    key = parent.key
+                    if key is _NO_KEY:
+                        parent.key = (value, position)
+                        event = get()
+                        continue
+                    if key[0] is not _MERGE:
+                        parent.key = _NO_KEY
+                        parent.items.append((key[0], key[1], value, position))
+                        event = get()
+                        continue
+                    parent.size -= 1  # a scalar given to `<<`: the general path says why
             if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 where = stack[-1].child_path() if stack else path
                 self.check_tag(event, where)
