@@ -10,8 +10,8 @@ import math
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
 
-from autotuner.core.model import Labels, MetricAnswer, NoData, Sample, Series, format_labels
-from autotuner.core.records import sample
+from autotuner.core.model import Labels, MetricAnswer, NoData, Sample, format_labels
+from autotuner.core.records import sample, series
 
 # How many unusable series a reason names before it summarises the rest.
 REASONS_SHOWN = 3
@@ -54,7 +54,7 @@ def answer_from(
         return NoData("no usable value: " + summary(unusable)), tuple(unusable)
     if len(samples) > 1:
         samples.sort(key=_LABELS)
-    return Series(tuple(samples)), tuple(unusable)
+    return series(tuple(samples)), tuple(unusable)
 
 
 _LABELS = attrgetter("labels")

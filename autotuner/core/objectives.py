@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from autotuner.core.learn.capacity import CapacityParameters, Observation
 from autotuner.core.model import Labels, MetricAnswer, NoData, Sample, Series
@@ -89,6 +89,9 @@ def _value(
 
 
 _NOT_FETCHED: MetricAnswer = NoData("the metric was not fetched")
+# Every tick of every target builds its inputs: with `tuple.__new__`, every field given, as
+# autotuner.core.records does (a named tuple's own constructor runs as Python code).
+_new: Final = tuple.__new__
 
 
 def join(
@@ -107,25 +110,25 @@ def join(
     for sample in latency.samples:
         labels = sample.labels
         if not math.isfinite(sample.value):
-            joined.append(Inputs(labels, None, None, f"the value is {sample.value}"))
+            joined.append(_new(Inputs, (labels, None, None, f"the value is {sample.value}")))
             continue
         if now - sample.timestamp > max_age:
             age = round(now - sample.timestamp, 3)
-            joined.append(Inputs(labels, None, None, f"the sample is stale ({age:g}s old)"))
+            joined.append(_new(Inputs, (labels, None, None, f"the sample is stale ({age:g}s old)")))
             continue
         load = _value(objective.load, load_index, labels, now, max_age)
         utilisation = _value(objective.utilisation, utilisation_index, labels, now, max_age)
         if isinstance(load, str) or isinstance(utilisation, str):
             reason = load if isinstance(load, str) else str(utilisation)
-            joined.append(Inputs(labels, sample.value, None, reason))
+            joined.append(_new(Inputs, (labels, sample.value, None, reason)))
             continue
         replicas = current.get(labels)
         observation = (
             None
             if replicas is None
-            else Observation(load, sample.value, min(1.0, max(0.0, utilisation)), replicas)
+            else _new(Observation, (load, sample.value, min(1.0, max(0.0, utilisation)), replicas))
         )
-        joined.append(Inputs(labels, sample.value, observation, None))
+        joined.append(_new(Inputs, (labels, sample.value, observation, None)))
     return joined
 
 

@@ -19,6 +19,7 @@ from autotuner.core.model import (
     Phase,
     PolicyStep,
     Sample,
+    Series,
     Verdict,
 )
 from autotuner.core.state import KnobState, TargetState, TimedValues
@@ -29,6 +30,10 @@ _new: Final = tuple.__new__
 
 def sample(labels: Labels, value: float, timestamp: float) -> Sample:
     return _new(Sample, (labels, value, timestamp))
+
+
+def series(samples: tuple[Sample, ...]) -> Series:
+    return _new(Series, (samples,))
 
 
 def evaluation(

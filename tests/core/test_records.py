@@ -11,6 +11,7 @@ from autotuner.core.model import (
     Phase,
     PolicyStep,
     Sample,
+    Series,
     Verdict,
 )
 from autotuner.core.state import KnobState, TargetState
@@ -23,6 +24,10 @@ STEP = PolicyStep("bounds", 3.0, 2.0, "min 2, max 20")
 def test_each_record_equals_its_class_built_from_the_same_fields() -> None:
     built = [
         (records.sample(LABELS, 0.5, 10.0), Sample(LABELS, 0.5, 10.0)),
+        (
+            records.series((Sample(LABELS, 0.5, 10.0),)),
+            Series((Sample(LABELS, 0.5, 10.0),)),
+        ),
         (
             records.evaluation("r", LABELS, Phase.FIRING, 0.5, "why", KNOB),
             Evaluation("r", LABELS, Phase.FIRING, 0.5, "why", KNOB),

@@ -228,7 +228,7 @@ def _crossing(
 
 def learned_curve(state: CapacityState) -> Curve:
     """`curve` as the last observation left it."""
-    return Curve(state.crossing, state.highest_utilisation, state.bands, state.observations)
+    return _new(Curve, (state.crossing, state.highest_utilisation, state.bands, state.observations))
 
 
 def _trend(state: CapacityState) -> float:
@@ -502,19 +502,23 @@ def recommend(
         if by_latency > count:
             count, raised_by = by_latency, "saturation"
     at_aim = shape.crossing * s if shape.crossing is not None else None
-    return Recommendation(
-        float(count),
-        mode,
-        sure,
-        seen,
-        state.observations,
-        per_replica,
-        at_aim,
-        utilisation,
-        projected,
-        shape,
-        s,
-        raised_by,
+    # Every tick of every target asks: built with `tuple.__new__`, as `_with_averages` explains.
+    return _new(
+        Recommendation,
+        (
+            float(count),
+            mode,
+            sure,
+            seen,
+            state.observations,
+            per_replica,
+            at_aim,
+            utilisation,
+            projected,
+            shape,
+            s,
+            raised_by,
+        ),
     )
 
 
