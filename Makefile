@@ -70,6 +70,7 @@ bench: $(NATIVE) $(BENCH_STAMP) system-deps
 	$(BIN)/python bench/bench_sim.py
 	$(BIN)/python bench/bench_scaling.py
 	$(BIN)/python bench/bench_ruletest.py
+	$(BIN)/python bench/bench_check.py
 	$(BIN)/python bench/bench_prometheus.py
 	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_tune.py

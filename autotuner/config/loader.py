@@ -402,6 +402,8 @@ class _Compiler:
         )
 
     def template(self, path: tuple[str | int, ...], text: str, metric: str) -> Template | None:
+        if "{" not in text and "}" not in text:
+            return Template((text,))  # no placeholder: most names in large files
         try:
             template = Template.parse(text)
         except TemplateError as error:
