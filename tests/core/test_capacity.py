@@ -159,7 +159,11 @@ def test_the_per_tick_averages_change_only_their_own_fields() -> None:
     """The field-by-field copy that replaces `_replace` on every tick keeps every other field."""
     distinct = CapacityState(
         *(
-            (float(i), float(i) + 0.5) if isinstance(default, tuple) else float(i)
+            (float(i), float(i) + 0.5)
+            if isinstance(default, tuple)
+            else i
+            if isinstance(default, int)
+            else float(i)
             for i, default in enumerate(CapacityState())
         )
     )
