@@ -5,9 +5,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
 RUN python -m venv /opt/autotuner
+# The dependencies exactly as locked, each checked against its hashes; then autotuner itself,
+# which brings no other.
+COPY requirements.lock ./
+RUN /opt/autotuner/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY autotuner ./autotuner
-RUN /opt/autotuner/bin/pip install --no-cache-dir . \
+RUN /opt/autotuner/bin/pip install --no-cache-dir --no-deps . \
  && find /opt/autotuner -name '__pycache__' -type d -prune -exec rm -rf {} +
 
 FROM python:3.11-slim-bookworm

@@ -227,3 +227,30 @@ def test_render_script_reproduces_the_committed_configmap() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == (DEPLOY / "rules-configmap.yaml").read_text()
+
+
+def test_the_image_installs_the_locked_dependencies_by_hash() -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = (REPO / "requirements.lock").read_text()
+    pinned: dict[str, str] = {}
+    for line in lock.splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.removesuffix(" \\").partition("==")
+            pinned[canonicalize_name(name)] = version
+    entries = [e for e in lock.split("\n") if e and not e.startswith((" ", "#"))]
+    assert all(e.endswith("\\") for e in entries), "every pin carries its hashes"
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dependency in dependencies:
+        requirement = Requirement(dependency)
+        name = canonicalize_name(requirement.name)
+        assert name in pinned, f"{requirement.name} is not in requirements.lock: regenerate it"
+        assert requirement.specifier.contains(pinned[name]), (
+            f"requirements.lock pins {requirement.name} {pinned[name]}, outside {requirement.specifier}"
+        )
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in dockerfile
+    assert "--no-deps ." in dockerfile
