@@ -215,6 +215,7 @@ class _Builder:
         get = self.loader.get_event
         stack: list[_Open] = []
         plain = self.plain
+        value: Any
         while True:
             kind = type(event)
             # The common case first, kept cheap: an untagged scalar, seen before if plain, as
@@ -250,7 +251,7 @@ class _Builder:
                 continue
             anchor = None
             if kind is yaml.ScalarEvent:
-                value: Any = self.scalar(event)
+                value = self.scalar(event)
                 size, mark, anchor = 1, event.start_mark, event.anchor
             elif kind is yaml.AliasEvent:
                 value, size = self.alias(event)
