@@ -303,6 +303,20 @@ class _Builder:
             items = [value for value, _ in done.items]
             self.marks[id(items)] = array("i", [n for _, position in done.items for n in position])
             return items
+        if not done.merges:
+            # The common case, cheaply: no merge, and as many keys as were written.
+            try:
+                mapping = {key: value for key, _, value, _ in done.items}
+            except TypeError:
+                mapping = {}  # an unhashable key: the general path says where
+            if len(mapping) == len(done.items):
+                flat: list[int] = []
+                extend = flat.extend
+                for _, key_position, _, position in done.items:
+                    extend(key_position)
+                    extend(position)
+                self.marks[id(mapping)] = array("i", flat)
+                return mapping
         entries: dict[Any, tuple[tuple[int, int], Any, tuple[int, int]]] = {}
         # Merged first, the first mapping given to `<<` winning, then the mapping's own keys
         # over them: as PyYAML builds it. Only a key written twice by the mapping itself is
