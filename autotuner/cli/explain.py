@@ -115,6 +115,7 @@ def describe_change(record: AuditRecord) -> str:
             "dry_run": "not applied (dry run)",
             "skipped": "skipped",
             "failed": "it failed",
+            "uncertain": "no answer came, so it may have taken effect",
         }[record.outcome.status.value]
         if record.outcome.detail:
             result += f": {record.outcome.detail}"

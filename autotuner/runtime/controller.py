@@ -256,9 +256,17 @@ class Controller:
             and record.decision.verdict is Verdict.CHANGE
             and not record.decision.dry_run
         ]
-        # An unfinished intent may have been carried out: count it as done, to be safe.
+        # An unfinished intent, or one whose write got no answer, may have been carried out:
+        # count it as done, to be safe.
         done = [
-            (record.decision, record.outcome or Outcome(OutcomeStatus.APPLIED, "unfinished"))
+            (
+                record.decision,
+                Outcome(OutcomeStatus.APPLIED, "unfinished")
+                if record.outcome is None
+                else record.outcome._replace(status=OutcomeStatus.APPLIED)
+                if record.outcome.status is OutcomeStatus.UNCERTAIN
+                else record.outcome,
+            )
             for record in sorted(later, key=lambda r: r.id)
         ]
         state = record_outcomes(state, done)

@@ -165,3 +165,13 @@ def test_a_server_that_refuses_connections_is_a_plain_failure(
         assert outcome.status is OutcomeStatus.FAILED  # nothing was sent: nothing is uncertain
     finally:
         actuator.close()
+
+
+def test_explain_and_history_say_an_uncertain_write_may_have_taken_effect() -> None:
+    from autotuner.adapters.sql_store import AuditRecord
+    from autotuner.cli.explain import describe_change
+    from autotuner.core.model import Outcome
+
+    outcome = Outcome(OutcomeStatus.UNCERTAIN, "no answer from Redis", old=300.0, new=450.0)
+    record = AuditRecord(1, _decision(300.0, 450.0), 1_700_000_000.0, outcome, 1_700_000_001.0)
+    assert "it may have taken effect: no answer from Redis" in describe_change(record)

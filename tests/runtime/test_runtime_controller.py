@@ -203,6 +203,26 @@ def test_cooldown_survives_a_restart_through_the_store(rig: Rig) -> None:
     assert rig.actuator.knobs[API] == 8
 
 
+def test_a_write_that_may_have_taken_effect_holds_its_cooldown_across_a_restart(
+    rig: Rig,
+) -> None:
+    class NoAnswer(FakeActuator):
+        def apply(self, decision: Decision) -> Outcome:
+            self.knobs[decision.knob.id] = float(decision.final or 0)  # it did, as it happens
+            return Outcome(OutcomeStatus.UNCERTAIN, "no answer", decision.current, decision.final)
+
+    rig.actuator = NoAnswer(knobs={API: 2})
+    rig.source.values = {"latency": 0.9}
+    rig.build().cycle()
+    assert rig.actuator.knobs[API] == 4
+    # Killed before the state was saved: only the audit knows of the write.
+    rig.store.documents.clear()
+    restarted = rig.build()
+    rig.clock.time += 15
+    restarted.cycle()
+    assert rig.actuator.knobs[API] == 4, "the uncertain write's cooldown was forgotten"
+
+
 def test_dry_run_records_without_acting(tmp_path: Path) -> None:
     rig = Rig(tmp_path, dry_run=True)
     rig.source.values = {"latency": 0.9}
