@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from autotuner.core import objectives, policies, records
 from autotuner.core.learn import capacity
@@ -51,6 +51,10 @@ class Proposal(NamedTuple):
     def order(self) -> tuple[float, str, Labels]:
         # The proposal asking for more capacity first; ties broken by rule name, then labels.
         return (-self.after_rule, self.rule.name, self.labels)
+
+
+# Every field given, with `tuple.__new__`: see autotuner.core.records.
+_new: Final = tuple.__new__
 
 
 def describe_threshold(rule: Rule, value: float | None) -> str:
@@ -184,17 +188,20 @@ class Cycle:
         if cooled is not None:
             steps.append(cooled)
         self.proposals[knob].append(
-            Proposal(
-                rule,
-                labels,
-                knob,
-                value,
-                current,
-                proposed,
-                bounded,
-                steps[-1].after,
-                tuple(steps),
-                from_default,
+            _new(
+                Proposal,
+                (
+                    rule,
+                    labels,
+                    knob,
+                    value,
+                    current,
+                    proposed,
+                    bounded,
+                    steps[-1].after,
+                    tuple(steps),
+                    from_default,
+                ),
             )
         )
 

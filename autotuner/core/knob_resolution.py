@@ -15,7 +15,7 @@ from operator import attrgetter
 from autotuner.core import policies
 from autotuner.core.cycle import Cycle, Proposal
 from autotuner.core.model import KnobRef, KnobUnreadable, PolicyStep, Verdict
-from autotuner.core.records import knob_state
+from autotuner.core.records import knob_state, policy_step
 from autotuner.core.rules import Budget
 from autotuner.core.state import KnobState, TimedValues, with_recommendation
 
@@ -43,7 +43,7 @@ def resolve(cycle: Cycle) -> dict[KnobRef, float]:
                 steps = proposal.steps
                 if winner is not None and proposal.after_rule != proposal.current:
                     steps += (
-                        PolicyStep(
+                        policy_step(
                             "conflict",
                             proposal.after_rule,
                             proposal.current,
@@ -57,7 +57,7 @@ def resolve(cycle: Cycle) -> dict[KnobRef, float]:
         final = winner.after_rule
         if final < current and knob.id in cycle.starved_knobs:
             steps += (
-                PolicyStep(
+                policy_step(
                     "missing_data",
                     final,
                     current,
@@ -88,7 +88,7 @@ def budget_step(
         reading = cycle.readings.get(member)
         if reading is None or isinstance(reading, KnobUnreadable):
             why = reading.reason if reading else "not read"
-            return PolicyStep(
+            return policy_step(
                 "budget",
                 value,
                 current,
@@ -102,7 +102,7 @@ def budget_step(
     limited = max(current, min(value, cap))
     values[knob] = limited
     usage = policies.budget_usage(budget, values)
-    return PolicyStep(
+    return policy_step(
         "budget",
         value,
         limited,

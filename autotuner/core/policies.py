@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from autotuner.core.model import Direction, KnobRef, PolicyStep
+from autotuner.core.records import policy_step
 from autotuner.core.rules import Action, Budget, RateLimitKind, SelectPolicy
 
 
@@ -26,7 +27,7 @@ def bounds(action: Action, current: float, proposed: float, direction: Direction
     """
     clamped = min(max(proposed, action.minimum), action.maximum)
     value = max(current, clamped) if direction is Direction.UP else min(current, clamped)
-    return PolicyStep("bounds", proposed, value, action.bounds_note)
+    return policy_step("bounds", proposed, value, action.bounds_note)
 
 
 def rate_limit(
@@ -72,7 +73,7 @@ def rate_limit(
     else:
         chosen = min(limits) if action.select is SelectPolicy.MAX else max(limits)
         limited = min(current, max(value, chosen))
-    return PolicyStep(
+    return policy_step(
         "rate_limit", value, limited, f"{action.select} of policies allows {chosen:g}"
     )
 
@@ -103,7 +104,7 @@ def stabilize(
         lowest = min(recent)
         stabilized = max(current, lowest)
         note = f"lowest recommendation of the last {window:g}s is {lowest:g}"
-    return PolicyStep("stabilization", value, stabilized, note)
+    return policy_step("stabilization", value, stabilized, note)
 
 
 def cooldown(
@@ -114,7 +115,7 @@ def cooldown(
     remaining = last_action + cooldown_seconds - now
     if remaining <= 0:
         return None
-    return PolicyStep("cooldown", value, current, f"in cooldown for {round(remaining, 3):g}s more")
+    return policy_step("cooldown", value, current, f"in cooldown for {round(remaining, 3):g}s more")
 
 
 def budget_headroom(budget: Budget, knob: KnobRef, values: Mapping[KnobRef, float]) -> float:
