@@ -449,6 +449,15 @@ class KubernetesScaleActuator:
                         f"{where} changed again while being scaled (409 twice); nothing "
                         "written, the next cycle decides again",
                     )
+                if written.code == "timeout":
+                    # Sent, no answer: counted as done (its cooldown starts) until re-read.
+                    return Outcome(
+                        OutcomeStatus.UNCERTAIN,
+                        written.detail,
+                        old=current,
+                        new=final,
+                        extra=extra | {"error": written.code},
+                    )
                 return failed(written)
             event = self._record_event(decision, knob, workload, written, current, final)
             detail = f"scaled {where} from {current} to {final} replicas"

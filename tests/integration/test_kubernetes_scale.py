@@ -365,7 +365,9 @@ def test_each_api_failure_is_a_distinct_clear_outcome(
 ) -> None:
     kube.inject(fault)
     outcome = actuator.apply(decision())
-    assert outcome.status is OutcomeStatus.FAILED
+    # A write sent and not answered may have taken effect: uncertain, not failed.
+    timed_out_write = error == "timeout" and fault.method == "PUT"
+    assert outcome.status is (OutcomeStatus.UNCERTAIN if timed_out_write else OutcomeStatus.FAILED)
     assert outcome.extra["error"] == error
     assert words in outcome.detail
     assert kube.events("crm") == []
