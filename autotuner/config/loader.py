@@ -6,10 +6,12 @@ and `autotuner test` all load rules through `load_rules`.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +95,27 @@ def load_rules(paths: Iterable[str | Path]) -> RuleSet:
 
 
 def load_file(path: str | Path) -> RuleSet:
-    return _compile_located(read_located(path))
+    with _no_cycle_collection():
+        return _compile_located(read_located(path))
 
 
 def load_text(text: str, file: str) -> RuleSet:
-    return _compile_located(load_located(text, file))
+    with _no_cycle_collection():
+        return _compile_located(load_located(text, file))
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Reading a large rule file allocates millions of objects and no reference cycles (a
+    recursive anchor is refused): the cyclic collector would walk them again and again for
+    nothing, a third of the time of a 10 MB file. Reference counting frees them as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _compile_located(located: Located) -> RuleSet:
