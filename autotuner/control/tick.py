@@ -8,11 +8,12 @@ outcome -> state with the outcomes folded in.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from autotuner.control.ports import Actuator, AuditStore, MetricSource
 from autotuner.core.engine import evaluate, knobs_to_read, record_outcomes
 from autotuner.core.model import (
+    NO_EXTRA,
     Decision,
     Evaluation,
     KnobReading,
@@ -119,6 +120,15 @@ def _as_folded(pair: tuple[Decision, Outcome]) -> tuple[Decision, Outcome]:
     return decision, outcome._replace(status=OutcomeStatus.APPLIED)
 
 
+_new: Final = tuple.__new__
+
+
+def skipped(reason: str) -> Outcome:
+    """`Outcome(OutcomeStatus.SKIPPED, reason)`, made for most decisions of every tick: built
+    with `tuple.__new__` and every field, as autotuner.core.records builds the engine's."""
+    return _new(Outcome, (OutcomeStatus.SKIPPED, reason, None, None, NO_EXTRA))
+
+
 def tick(
     now: float,
     ruleset: RuleSet,
@@ -136,7 +146,7 @@ def tick(
     pairs: list[tuple[Decision, Outcome]] = []
     for decision in result.decisions:
         if decision.verdict is not Verdict.CHANGE:
-            pairs.append((decision, Outcome(OutcomeStatus.SKIPPED, decision.reason)))
+            pairs.append((decision, skipped(decision.reason)))
             continue
         pairs.append((decision, _act_recorded(decision, actuators, store, dry_run)))
     new_state = record_outcomes(result.state, [_as_folded(pair) for pair in pairs])

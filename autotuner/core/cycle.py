@@ -9,7 +9,6 @@ current value, the per-rule policies, a decision with its reason).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Final, NamedTuple
 
@@ -96,7 +95,7 @@ class Cycle:
         self.targets: dict[TargetKey, TargetState] = {}
         self.evaluations: list[Evaluation] = []
         self.decisions: list[Decision] = []
-        self.proposals: dict[KnobRef, list[Proposal]] = defaultdict(list)
+        self.proposals: dict[KnobRef, list[Proposal]] = {}
         # Knob ids, with a rule whose input is missing: none of these knobs may be lowered.
         self.starved_knobs: dict[str, str] = {}
         # Knobs under a stabilization window, by id: each records a recommendation every tick.
@@ -187,7 +186,7 @@ class Cycle:
         )
         if cooled is not None:
             steps.append(cooled)
-        self.proposals[knob].append(
+        self.proposals.setdefault(knob, []).append(
             _new(
                 Proposal,
                 (

@@ -81,8 +81,11 @@ def evaluate(
     for key in sorted(state.targets):
         known[key[0]].append(key)
     for rule in ruleset.active_rules:
-        run = threshold_targets.run_rule if rule.objective is None else objective_targets.run
-        run(cycle, rule, _answer(answers, rule.metric), known.get(rule.name, ()))
+        answer = _answer(answers, rule.metric)
+        if rule.objective is None:
+            threshold_targets.run_rule(cycle, rule, answer, known.get(rule.name, ()))
+        else:
+            objective_targets.run(cycle, rule, answer, known.get(rule.name, ()))
     # A disabled rule keeps only its cooldowns, so that enabling it again cannot act at once.
     for key, target in state.targets.items():
         owner = cycle.rules_by_name.get(key[0])

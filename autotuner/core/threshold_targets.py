@@ -97,7 +97,7 @@ def run_rule(cycle: Cycle, rule: Rule, answer: MetricAnswer, known: Sequence[Tar
             no_data(cycle, rule, labels, f"the sample is stale ({age}s old)")
         else:
             observe(cycle, rule, labels, value, knob)
-    cycle.rule_knobs[rule.name] = tuple(sorted(named))
+    cycle.rule_knobs[rule.name] = tuple(named) if len(named) < 2 else tuple(sorted(named))
     # A series gone from an answer that has others resolves, as in Prometheus.
     for _, labels in known:
         if labels not in seen:
