@@ -26,6 +26,7 @@ NATIVE_MODULES = (
     "autotuner/core/engine.py",
     "autotuner/core/knob_resolution.py",
     "autotuner/core/learn/capacity.py",
+    "autotuner/core/learn/replicas.py",
     "autotuner/core/model.py",
     "autotuner/core/objective_targets.py",
     "autotuner/core/objectives.py",

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Final, NamedTuple
 
 from autotuner.core import objectives, policies, records
-from autotuner.core.learn import capacity
-from autotuner.core.learn.capacity import CapacityParameters, CapacityState, Recommendation
+from autotuner.core.learn import replicas
+from autotuner.core.learn.capacity import CapacityParameters, CapacityState
+from autotuner.core.learn.replicas import Recommendation
 from autotuner.core.model import (
     Decision,
     Direction,
@@ -250,4 +251,4 @@ class Cycle:
         if not wished:
             # Content with the count it has: the short form, every tick of every target.
             return f"{described}; {advice.mode}: needs {advice.replicas:g}: {why}"
-        return f"{described}; {capacity.explain(advice, parameters)}: {why}"
+        return f"{described}; {replicas.explain(advice, parameters)}: {why}"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from autotuner.core import objectives, threshold_targets
 from autotuner.core.cycle import Cycle
-from autotuner.core.learn import capacity
+from autotuner.core.learn import capacity, replicas
 from autotuner.core.learn.capacity import CapacityState
 from autotuner.core.model import (
     KnobRef,
@@ -110,7 +110,7 @@ def run(cycle: Cycle, rule: Rule, answer: MetricAnswer, known: Sequence[TargetKe
             cycle.capacity.get(key, _NEW_MODEL), cycle.now, inputs.observation, parameters
         )
         cycle.capacity[key] = model
-        advice = capacity.recommend(model, cycle.now, inputs.observation, parameters)
+        advice = replicas.recommend(model, cycle.now, inputs.observation, parameters)
         cycle.explanations[key] = (advice, parameters)
         current_value, from_default = start
         if advice.replicas == current_value and not from_default:

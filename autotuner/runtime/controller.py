@@ -20,7 +20,7 @@ from autotuner.control.ports import Actuator, AuditStore, Clock
 from autotuner.control.tick import TickReport, tick
 from autotuner.core import objectives
 from autotuner.core.engine import record_outcomes
-from autotuner.core.learn import capacity
+from autotuner.core.learn import replicas
 from autotuner.core.model import Decision, Outcome, OutcomeStatus, Phase, Verdict, format_labels
 from autotuner.core.rules import RuleSet
 from autotuner.core.state import EngineState
@@ -297,7 +297,7 @@ class Controller:
             rule = ruleset.rules_by_name.get(rule_name)
             if rule is None or rule.objective is None:
                 continue
-            known = capacity.figures(model, objectives.parameters(rule.objective), now)
+            known = replicas.figures(model, objectives.parameters(rule.objective), now)
             target = format_labels(labels)
             metrics.capacity_observations.labels(rule_name, target).set(known.observations)
             metrics.capacity_confidence.labels(rule_name, target).set(known.confidence)

@@ -11,11 +11,10 @@ from autotuner.core.learn.capacity import (
     Observation,
     _with_averages,
     curve,
-    explain,
     observe,
-    recommend,
     saturation,
 )
+from autotuner.core.learn.replicas import explain, recommend
 from autotuner.sim.api import APISpec, api_step
 
 AIM = 0.4
