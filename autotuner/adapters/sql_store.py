@@ -231,7 +231,7 @@ class SqlStore:
     def close(self) -> None:
         self._engine.dispose()
 
-    def _prepare_with_retry(self, attempts: int = 3) -> None:
+    def _prepare_with_retry(self, attempts: int = 5) -> None:
         # Replicas starting together race to create the tables; the losers find them made.
         for _ in range(attempts - 1):
             try:
@@ -447,8 +447,13 @@ class SqlStore:
 
 def _lost_creation_race(err: SQLAlchemyError) -> bool:
     # PostgreSQL reports a table created meanwhile as a unique violation in its catalog,
-    # SQLite as "table ... already exists".
-    return isinstance(err, IntegrityError) or "already exists" in str(err)
+    # SQLite as "table ... already exists", or, when two openers read before either writes,
+    # as "database is locked" at once: SQLite's busy wait cannot break that deadlock, so one
+    # of them gives up and tries again.
+    text = str(err)
+    return (
+        isinstance(err, IntegrityError) or "already exists" in text or "database is locked" in text
+    )
 
 
 def _first_line(err: Exception) -> str:
