@@ -11,8 +11,8 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from autotuner.cli.input_errors import reporting_input_errors
 from autotuner.config.durations import format_duration
-from autotuner.config.errors import ConfigError
 from autotuner.config.loader import load_rules
 from autotuner.core.rules import RuleSet
 from autotuner.sim import runner
@@ -201,12 +201,4 @@ def _several(reports: list[Report]) -> Report:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return run_command(args)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    except TraceError as error:
-        print(f"autotuner sim: {error}", file=sys.stderr)
-        return 2
+    return reporting_input_errors("sim", run_command, args)

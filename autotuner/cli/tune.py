@@ -11,8 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from autotuner.config.errors import ConfigError
-from autotuner.sim.trace_file import TraceError
+from autotuner.cli.input_errors import reporting_input_errors
 from autotuner.tune import front
 from autotuner.tune.space import TuneFile, load_tune_file
 from autotuner.tune.study import (
@@ -145,12 +144,4 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return run_command(args)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return 2
-    except TraceError as error:
-        print(f"autotuner tune: {error}", file=sys.stderr)
-        return 2
+    return reporting_input_errors("tune", run_command, args)
