@@ -60,7 +60,6 @@ def run(cycle: Cycle, rule: Rule, answer: MetricAnswer, known: Sequence[TargetKe
     cycle.rule_knobs[rule.name] = tuple(sorted(knob.id for knob in knobs.values()))
     seen: set[Labels] = set()
     for inputs in objectives.join(
-        rule,
         objective,
         answer,
         cycle.answers,

@@ -95,7 +95,6 @@ _new: Final = tuple.__new__
 
 
 def join(
-    rule: Rule,
     objective: Objective,
     latency: Series,
     answers: Mapping[str, MetricAnswer],
